@@ -1,0 +1,1 @@
+"""laida kernels: numba-compiled pure functions over arrays (no MPI, files or config)."""
