@@ -1,0 +1,172 @@
+"""The ``laida`` command: ``laida info | config | demo`` (``laida --help`` lists them).
+
+Each subcommand is one function decorated with ``@subcommand(name, help, *arguments)`` that takes the
+parsed arguments and returns the exit code. Reads configuration files and the software environment;
+writes only to stdout/stderr (output on rank 0 only under MPI). A ``ConfigError`` from any subcommand
+ends with its message on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import os
+import sys
+
+import engine
+from engine import comm
+from engine.config import ConfigError
+
+_SUBCOMMANDS: list[tuple[str, str, tuple, object]] = []  # (name, help, arguments, handler)
+
+
+def arg(*names, **options):
+    """One argparse argument of a subcommand: ``arg("--json", action="store_true", help=...)``."""
+    return names, options
+
+
+def subcommand(name: str, help: str, *arguments):
+    """Register ``func(args) -> int`` as ``laida <name>`` with the given ``arg(...)`` arguments."""
+
+    def register(func):
+        _SUBCOMMANDS.append((name, help, arguments, func))
+        return func
+
+    return register
+
+
+# arguments shared by every subcommand that reads a configuration
+CONFIG_FILE = arg("config", nargs="?", metavar="FILE", help="experiment configuration (TOML); defaults if left out")
+SET = arg("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+          help="override one configuration key (value read as TOML, else as a plain string); repeatable")
+
+
+def _print(text: str = "") -> None:
+    if comm.rank() == 0:
+        print(text, flush=True)
+
+
+# --------------------------------------------------------------------------- subcommands
+
+
+def environment() -> dict:
+    """Versions and settings of everything a run depends on (MPI, HDF5, numba, ...), as a dict."""
+    info: dict = {"laida": engine.__version__, "python": f"{platform.python_version()} ({sys.executable})"}
+    info["mpi_library"] = comm.library_version()
+    info["ranks"] = comm.size()
+    try:
+        import mpi4py
+
+        info["mpi4py"] = mpi4py.__version__
+    except ImportError as exc:  # pragma: no cover - comm imported it already
+        info["mpi4py"] = f"not importable: {exc}"
+    try:
+        import h5py
+
+        info["h5py"] = h5py.__version__
+        info["hdf5"] = h5py.version.hdf5_version
+        info["h5py_parallel"] = bool(h5py.get_config().mpi)
+    except ImportError as exc:
+        info["h5py"] = f"not importable: {exc}"
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_num_threads"] = int(numba.config.NUMBA_NUM_THREADS)
+        info["numba_cache_dir"] = numba.config.CACHE_DIR or "(not set: next to the source files)"
+    except ImportError as exc:
+        info["numba"] = f"not importable: {exc}"
+    info["omp_num_threads"] = comm.env_summary()["OMP_NUM_THREADS"] or "(not set)"
+    import numpy
+
+    info["numpy"] = numpy.__version__
+    try:
+        import netCDF4
+
+        info["netcdf4"] = netCDF4.__version__
+        info["netcdf4_libs"] = f"netcdf-c {netCDF4.__netcdf4libversion__}, HDF5 {netCDF4.__hdf5libversion__} (bundled)"
+    except ImportError as exc:
+        info["netcdf4"] = f"not importable: {exc}"
+    info["host"] = platform.node()
+    return info
+
+
+@subcommand("info", "print the versions of MPI, HDF5, numba, numpy, netCDF4 and python, and the rank count",
+            arg("--json", action="store_true", help="print JSON instead of aligned text"))
+def info(args) -> int:
+    env = environment()
+    if args.json:
+        _print(json.dumps(env, indent=2))
+    else:
+        width = max(len(k) for k in env) + 1
+        _print("\n".join(f"{k + ':':<{width}} {v}" for k, v in env.items()))
+    return 0
+
+
+@subcommand("config", "check a configuration file and print it resolved, or print the default file",
+            CONFIG_FILE, SET,
+            arg("--defaults", action="store_true", help="print the commented default configuration file"))
+def config(args) -> int:
+    from engine import config as cfgmod
+
+    if args.defaults:
+        if args.config or args.overrides:
+            raise ConfigError("laida config --defaults takes no FILE and no --set")
+        _print(cfgmod.defaults_toml().rstrip("\n"))
+        return 0
+    cfg = cfgmod.load(args.config, args.overrides)
+    _print(cfgmod.to_toml(cfg).rstrip("\n"))
+    return 0
+
+
+@subcommand("demo", "run the small demonstration experiment", CONFIG_FILE, SET)
+def demo(args) -> int:
+    from engine import demo as demo_module  # imported here: only this subcommand needs it
+
+    return demo_module.main(args)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="laida",
+        description="laida: ensemble data assimilation of leaf area index into a CLM4CN-class land model "
+                    "(serial EAKF, MPI, parallel HDF5). Run under `mpiexec -n N` for N ranks.")
+    parser.add_argument("--version", action="version", version=f"laida {engine.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text, arguments, handler in _SUBCOMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        for names, options in arguments:
+            p.add_argument(*names, **options)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``laida`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed the message
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code = args.handler(args)
+    except ConfigError as exc:
+        prefix = f"laida [rank {comm.rank()}]" if comm.rank() else "laida"
+        sys.stderr.write(f"{prefix}: configuration error: {exc}\n")
+        sys.stderr.flush()
+        return 2
+    except BrokenPipeError:  # `laida config --defaults | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0 if code is None else int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
