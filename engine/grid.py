@@ -29,6 +29,7 @@ own frame ``[lon_min, lon_min + 360)``, so they increase monotonically even acro
 from __future__ import annotations
 
 import hashlib
+import inspect
 import importlib.util
 import os
 import tempfile
@@ -317,7 +318,8 @@ def cache_dir() -> Path:
 
 def _source_key(path: Path) -> str:
     st = path.stat()
-    text = f"{path.name}|{st.st_size}|{st.st_mtime_ns}|v{_CACHE_VERSION}"
+    code = hashlib.sha256(inspect.getsource(aggregate_igbp).encode()).hexdigest()[:12]  # code changes too
+    text = f"{path.name}|{st.st_size}|{st.st_mtime_ns}|v{_CACHE_VERSION}|{code}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
