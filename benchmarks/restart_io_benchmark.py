@@ -65,17 +65,10 @@ def parse_args(argv=None):
 
 # ------------------------------------------------------------------------------------------ driver
 
-def _child_env() -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith(("PMIX_", "ORTE_", "OMPI_MCA_orte_", "OMPI_COMM_WORLD", "OMPI_APP_CTX"))
-                   or k in ("OMPI_MCA_ess", "OMPI_MCA_pmix"))}
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    return env
-
-
 def drive(args) -> dict:
     """Launch one mpiexec job per rank count and merge their JSON results."""
+    from engine import comm  # for the child environment only
+
     ranks = [int(r) for r in args.ranks.split(",")]
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
@@ -89,7 +82,7 @@ def drive(args) -> dict:
                    "--nvars", str(args.nvars), "--reps", str(args.reps), "--dir", str(args.dir),
                    "--out", str(out)] + (["--no-drop-caches"] if args.no_drop_caches else [])
             print(f"[driver] mpiexec -n {r} {Path(__file__).name} ...", flush=True)
-            proc = subprocess.run(cmd, env=_child_env())
+            proc = subprocess.run(cmd, env=comm.child_mpiexec_env())
             if proc.returncode != 0:
                 sys.exit(f"restart_io_benchmark: mpiexec -n {r} failed with exit code {proc.returncode}")
             runs.append(json.loads(out.read_text()))

@@ -174,3 +174,20 @@ def any_rank(flag: bool) -> bool:
 def env_summary() -> dict:
     """Thread settings that matter for per-rank performance, for logs and `laida info`."""
     return {k: os.environ.get(k, "") for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_CACHE_DIR")}
+
+
+def child_mpiexec_env(extra: dict | None = None) -> dict:
+    """Environment for an ``mpiexec`` launched from this process (tests, benchmark drivers).
+
+    Importing mpi4py without mpiexec makes Open MPI put singleton variables into ``os.environ``
+    (OMPI_MCA_ess, PMIX_*, ...); a child mpiexec that inherited them would think it is a singleton
+    too. They are removed; the root/oversubscribe settings and one numba/OpenMP thread per rank are
+    added (ENV.md), then ``extra``.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith(("PMIX_", "ORTE_", "OMPI_MCA_orte_", "OMPI_COMM_WORLD", "OMPI_APP_CTX"))
+                   or k in ("OMPI_MCA_ess", "OMPI_MCA_pmix"))}
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env.update(extra or {})
+    return env

@@ -14,13 +14,6 @@ from engine import comm
 REPO = Path(__file__).resolve().parents[1]
 
 
-def mpi_env():
-    env = dict(os.environ)
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    return env
-
-
 @pytest.mark.mpi
 def test_rank_size_and_collectives():
     r, p = comm.rank(), comm.size()
@@ -79,7 +72,7 @@ def test_abort_takes_all_ranks_down():
         comm.barrier()  # rank 0 would wait here forever without the abort
     """)
     proc = subprocess.run(["timeout", "120", "mpiexec", "-n", "2", sys.executable, "-c", script],
-                          cwd=REPO, env=mpi_env(), capture_output=True, text=True)
+                          cwd=REPO, env=comm.child_mpiexec_env(), capture_output=True, text=True)
     assert proc.returncode not in (0, 124, 137), proc.stderr  # non-zero, and not the timeout
     assert "error on rank 1 of 2: rank one found bad input in file x.nc, variable LAI" in proc.stderr
 

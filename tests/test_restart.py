@@ -355,17 +355,6 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-def _mpiexec_env() -> dict:
-    """The environment for a child mpiexec: the brief's settings, without the variables that Open MPI
-    put into this (singleton) process, which would make the child believe it is a singleton too."""
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith(("PMIX_", "ORTE_", "OMPI_MCA_orte_", "OMPI_COMM_WORLD", "OMPI_APP_CTX"))
-                   or k in ("OMPI_MCA_ess", "OMPI_MCA_pmix"))}
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    return env
-
-
 def test_write_4_ranks_read_2_ranks(tmp_path):
     mpiexec = shutil.which("mpiexec")
     assert mpiexec, "mpiexec not found on PATH (Open MPI is part of `make setup`)"
@@ -374,7 +363,7 @@ def test_write_4_ranks_read_2_ranks(tmp_path):
     run_dir, out = tmp_path / "run", tmp_path / "read.npz"
     for n, mode in ((4, "write"), (2, "read")):
         proc = subprocess.run(["timeout", "120", mpiexec, "-n", str(n), sys.executable, str(script), mode,
-                               str(run_dir), str(out)], env=_mpiexec_env(), capture_output=True, text=True)
+                               str(run_dir), str(out)], env=comm.child_mpiexec_env(), capture_output=True, text=True)
         assert proc.returncode == 0, f"mpiexec -n {n} {mode} failed:\n{proc.stdout}\n{proc.stderr}"
     got = np.load(out)
     assert int(got["n_ranks_written"]) == 4 and int(got["n_ranks_read"]) == 2
