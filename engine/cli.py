@@ -127,6 +127,55 @@ def demo(args) -> int:
     return demo_module.main(args)
 
 
+@subcommand("surface", "build (or find in the cache) the land surface dataset of a grid; optionally copy it "
+            "and plot its dominant-PFT map",
+            arg("--grid", default="f09", choices=("f09", "f19", "f45"), help="CESM grid (default f09)"),
+            arg("--box", nargs=4, type=float, metavar=("LAT_MIN", "LAT_MAX", "LON_MIN", "LON_MAX"),
+                help="regional box of the grid (deg); default the globe"),
+            arg("--land-threshold", type=float, default=0.5, help="minimum land fraction of a land cell (default 0.5)"),
+            arg("--out", metavar="FILE", help="also copy the surface file (netCDF, CLM surfdata layout) to FILE"),
+            arg("--plot", metavar="PNG", help="write a map of the dominant PFT to PNG"))
+def surface(args) -> int:
+    import shutil
+    import time
+    from pathlib import Path
+
+    from engine import grid as gridmod
+    from engine import surface as surfmod
+
+    t0 = time.perf_counter()
+    box = {} if args.box is None else dict(zip(("lat_min", "lat_max", "lon_min", "lon_max"), args.box))
+    try:
+        g = gridmod.make_grid(args.grid, land_threshold=args.land_threshold, **box)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    surf = surfmod.load_or_build_surface(g)
+    path = surfmod.cache_path(g)
+    err = None
+    if comm.rank() == 0:  # copy and plot on rank 0; a failure is reported by every rank, none waits
+        try:
+            if args.out:
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, args.out)
+            if args.plot:
+                surfmod.plot_dominant_pft(surf, g, args.plot)
+        except OSError as exc:
+            err = f"laida surface: cannot write {exc.filename or ''}: {exc.strerror or exc}"
+    err = comm.bcast(err)
+    if err is not None:
+        if comm.rank() == 0:
+            sys.stderr.write(err + "\n")
+        return 1
+    _print(f"surface: grid {g.name} {g.shape}, {surf.n_land} land cells, {surf.n_patch} patches, "
+           f"{time.perf_counter() - t0:.1f} s")
+    _print(f"file:    {path}")
+    if args.out:
+        _print(f"copy:    {args.out}")
+    if args.plot:
+        _print(f"plot:    {args.plot}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 
