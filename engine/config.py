@@ -106,6 +106,7 @@ SECTIONS = {
     "grid": "The model grid and the region of it that is simulated.",
     "ensemble": "The ensemble of model states.",
     "time": "Simulated period and time steps. Times are UTC.",
+    "surface": "Surface data: PFT composition, soil texture and colour, elevation.",
     "decomposition": "How land cells are split over MPI ranks.",
     "restart": "Checkpoints (HDF5 restart files).",
 }
@@ -127,6 +128,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("time", "stop", "date", "2003-01-01", "UTC", "end of the simulated period (exclusive): ISO date or date-time", rule=Rule(_is_date, 'an ISO date such as "2003-01-01" or date-time such as "2003-01-01T00:00:00"')),
     Key("time", "step_seconds", "int", 1800, "s", "land model time step", range="1 <= x <= 86400", rule=DIVIDES_DAY),
     Key("time", "forcing_step_hours", "int", 6, "h", "interval between atmospheric forcing records", range="1 <= x <= 24", rule=DIVIDES_24),
+    Key("surface", "file", "str", "", "path", "surface dataset to use instead of building one (laida's or a CLM surfdata file); empty = build from the shipped data and cache"),
+    Key("surface", "min_patch_pct", "float", 5.0, "percent", "PFTs under this share of the vegetated land unit are merged into the others", range="0 <= x < 50"),
     Key("decomposition", "weight", "str", "patches", "none", "what the blocks of land cells balance: number of patches, or number of cells", choices=("patches", "uniform")),
     Key("restart", "every_cycles", "int", 1, "cycles", "write a checkpoint every this many assimilation cycles", range="x >= 1"),
     Key("restart", "keep", "int", 2, "checkpoints", "how many complete checkpoints to keep (older ones are deleted)", range="x >= 1"),
