@@ -16,7 +16,9 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 export NUMBA_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
-export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+# numba's cache does not notice edits to a kernel's callees in other modules: key it by the kernels' source
+KERNELS_HASH := $(shell cat $$(find kernels -name '*.py' | sort) 2>/dev/null | sha1sum | cut -c1-12)
+export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache/$(KERNELS_HASH)
 MPI_TIMEOUT := 900
 MPIEXEC := timeout --signal=KILL $(MPI_TIMEOUT) mpiexec --oversubscribe
 PYTEST_MPI := -m "mpi and not slurm" -p no:cacheprovider -q -x

@@ -5,8 +5,10 @@ interpolation from 6-hourly records to the model step the way datm does it.
 
 State: a :class:`ForcingGenerator` holds the AR(1) weather and perturbation state of its cells (read
 and written by every ``records`` call; see "Time continuity"). :class:`DatmReader` holds open
-stencils only. Nothing here communicates: each rank builds its own generator/reader for its own
-cells, and the result for a cell is the same whichever rank computes it.
+stencils only. Nothing here communicates (except :func:`forcing_maps`, the collective behind
+``laida forcing``): each rank builds its own generator/reader for its own cells, and the result for
+a cell is the same whichever rank computes it. :func:`write_forcing_maps` and
+:func:`plot_forcing_maps` write the annual-mean maps (netCDF, PNG); nothing else writes files.
 
 Layout: records are ``(record, field, cell, member)`` (member last, DESIGN.md); a model step is a
 ``(field, cell, member)`` block (kernels.forcing.STEP_FIELDS). Units: K, kg/kg, Pa, m/s, W/m2, mm/s.
@@ -103,6 +105,8 @@ __all__ = [
     "RECORD_FIELDS", "RECORD_UNITS", "STEP_FIELDS", "STEP_UNITS", "BASE_MEMBER", "DEFAULT_PERTURBATIONS",
     "DEFAULT_WEATHER", "PerturbationSpec", "WeatherSpec", "ForcingRecords", "ForcingGenerator",
     "DatmReader", "records_to_steps", "iter_model_steps", "toa_at_steps", "weather_node_stencil",
+    "MAP_VARIABLES", "ForcingMaps", "annual_means", "climatology_annual_means", "grid_half_width",
+    "forcing_maps", "land_means", "write_forcing_maps", "plot_forcing_maps",
 ]
 
 #: Member id of the member-independent weather streams (members are 0 .. N-1 < 2**32).
@@ -663,3 +667,381 @@ class DatmReader:
         t0 = (self._t_year + k0 * self.dt_record) % kf.SECONDS_PER_YEAR
         return ForcingRecords(k0, self.dt_record, t0, out)
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Annual-mean maps of the generated ensemble forcing (``laida forcing``)
+# ----------------------------------------------------------------------------------------------
+#: Seconds of the 365-day (noleap) year the precipitation maps are expressed per.
+_SECONDS_PER_YEAR = kf.SECONDS_PER_YEAR
+#: Variables of the maps: (name, record field, scale, offset, netCDF units, label units, long name,
+#: CF standard name). map value = scale * (mean of the record field) + offset. The ensemble spread
+#: ``<name>_spread`` exists for every name whose offset is 0 (TBOT_degC's spread is TBOT_spread).
+MAP_VARIABLES = (
+    ("TBOT", "TBOT", 1.0, 0.0, "K", "K", "air temperature at the forcing height", "air_temperature"),
+    ("TBOT_degC", "TBOT", 1.0, -kf.TFRZ, "degC", "degC", "air temperature at the forcing height",
+     "air_temperature"),
+    ("PRECT", "PRECTmms", _SECONDS_PER_YEAR, 0.0, "mm year-1", "mm/yr",
+     "total precipitation (per 365-day year)", ""),
+    ("FSDS", "FSDS", 1.0, 0.0, "W m-2", "W/m2", "incident (downwelling) shortwave radiation",
+     "surface_downwelling_shortwave_flux_in_air"),
+    ("FLDS", "FLDS", 1.0, 0.0, "W m-2", "W/m2", "incident (downwelling) longwave radiation",
+     "surface_downwelling_longwave_flux_in_air"),
+    ("QBOT", "QBOT", 1.0, 0.0, "kg kg-1", "kg/kg", "specific humidity at the forcing height", "specific_humidity"),
+    ("WIND", "WIND", 1.0, 0.0, "m s-1", "m/s", "wind speed at the forcing height", "wind_speed"),
+    ("PSRF", "PSRF", 1.0, 0.0, "Pa", "Pa", "surface air pressure", "surface_air_pressure"),
+)
+_MAP_INFO = {v[0]: v for v in MAP_VARIABLES}
+#: ERA5 annual means at the cells written beside the generated ones (name, map variable they match).
+CLIMATOLOGY_VARIABLES = (("TBOT_clim", "TBOT"), ("PRECT_clim", "PRECT"))
+#: Record memory per block of annual_means (bytes): the block length is chosen to stay under it.
+ANNUAL_BLOCK_BYTES = 64 * 2**20
+
+
+def annual_means(source, nrec: int, *, k0: int = 0, block: int | None = None) -> dict:
+    """Time and ensemble means of records ``k0 .. k0 + nrec - 1`` of ``source``, streamed in blocks.
+
+    ``source``: a ForcingGenerator or DatmReader (anything with ``records(k0, n)``). Records are
+    fetched ``block`` at a time (default: as many as fit in ANNUAL_BLOCK_BYTES, at least 1), so
+    memory stays at one block plus (field, cell, member) accumulators. Returns, per field f of
+    RECORD_FIELDS (units RECORD_UNITS), ``out[f]``: (cell,) mean over the records and the members,
+    and, with at least 2 members, ``out[f + "_spread"]``: (cell,) mean over the records of the
+    ensemble standard deviation (ddof = 1) across members at each record, i.e. the typical size of
+    the member perturbations. All sums are element-wise in a fixed order (record by record, then
+    member by member), so the result for a cell does not depend on the block length, on the other
+    cells of the call or on the rank computing it (bit for bit).
+    """
+    k0, nrec = int(k0), int(nrec)
+    if k0 < 0 or nrec < 1:
+        raise ValueError(f"annual_means: need k0 >= 0 and nrec >= 1, got k0={k0}, nrec={nrec}")
+    if block is not None and int(block) < 1:
+        raise ValueError(f"annual_means: block must be >= 1 record, got {block}")
+    first = source.records(k0, 1).values  # its shape sets the accumulators and the default block
+    _, nfield, ncell, nmem = first.shape
+    if block is None:
+        per_record = max(1, nfield * ncell * nmem * first.itemsize)
+        block = int(min(max(1, ANNUAL_BLOCK_BYTES // per_record), nrec))
+    block = int(block)
+    acc = np.zeros((nfield, ncell, nmem))  # sum over records, per member
+    spread = np.zeros((nfield, ncell)) if nmem >= 2 else None
+
+    def add(vals):
+        for r in range(vals.shape[0]):
+            acc[...] += vals[r]
+        if spread is not None:
+            mean = vals[..., 0].copy()
+            for m in range(1, nmem):
+                mean += vals[..., m]
+            mean /= nmem
+            ss = np.zeros_like(mean)
+            for m in range(nmem):
+                d = vals[..., m] - mean
+                ss += d * d
+            sd = np.sqrt(ss / (nmem - 1))
+            for r in range(sd.shape[0]):
+                spread[...] += sd[r]
+
+    add(first)
+    k = k0 + 1
+    while k < k0 + nrec:
+        nb = min(block, k0 + nrec - k)
+        add(source.records(k, nb).values)
+        k += nb
+    total = acc[..., 0].copy()
+    for m in range(1, nmem):
+        total += acc[..., m]
+    total /= float(nrec * nmem)
+    out = {}
+    for i, name in enumerate(RECORD_FIELDS):
+        out[name] = total[i].copy()
+        if spread is not None:
+            out[name + "_spread"] = spread[i] / float(nrec)
+    return out
+
+
+def climatology_annual_means(clim: PointClimatology) -> dict:
+    """Annual means of the source climatology at its cells, in map units: ``TBOT_clim`` (K) and
+    ``PRECT_clim`` (mm per 365-day year): the noleap month-length-weighted means of the ERA5
+    monthly t2m and precipitation, the values the generator's annual means are anchored on (its
+    6-hourly records are uniform in time and each month's record mean reproduces the month's mean)."""
+    w = kf.MONTH_DAYS.astype(np.float64) / float(kf.DAYS_PER_YEAR)
+    t = np.asarray(clim.t2m, dtype=np.float64)
+    p = np.asarray(clim.precip, dtype=np.float64)
+    t_ann = np.zeros(t.shape[0])
+    p_ann = np.zeros(p.shape[0])
+    for m in range(12):  # fixed order, element-wise per cell
+        t_ann += w[m] * t[:, m]
+        p_ann += w[m] * p[:, m]
+    return {"TBOT_clim": t_ann, "PRECT_clim": p_ann * _SECONDS_PER_YEAR}
+
+
+def _map_values(means: dict) -> dict:
+    """annual_means output (record units) -> map variables (MAP_VARIABLES units), with spreads."""
+    out = {}
+    for name, field, scale, offset, *_ in MAP_VARIABLES:
+        out[name] = means[field] * scale + offset if offset else means[field] * scale
+        if offset == 0.0 and field + "_spread" in means:
+            out[name + "_spread"] = means[field + "_spread"] * scale
+    return out
+
+
+def grid_half_width(grid) -> tuple[float, float]:
+    """Half the cell size (deg) of ``grid``'s parent global grid, for the climatology's ``"area"``
+    sampling (the cell climate engine.surface uses too)."""
+    from engine.grid import GRIDS
+
+    nlat, nlon, _ = GRIDS[grid.name]
+    return 90.0 / (nlat - 1), 180.0 / nlon
+
+
+@dataclass(frozen=True, eq=False)
+class ForcingMaps:
+    """Annual-mean maps of the generated ensemble forcing on the land cells of ``grid``.
+
+    values[name]: (n_land,) float64 in the global land order, names from MAP_VARIABLES (ensemble
+    and time means), ``<name>_spread`` (time mean of the ensemble standard deviation) and
+    CLIMATOLOGY_VARIABLES (ERA5 annual means at the same cells). settings: the generator's settings
+    and the record span (netCDF attributes). provenance: the sources of the climatology.
+    """
+
+    grid: object
+    values: dict
+    settings: dict
+    provenance: str
+
+
+def forcing_maps(grid, *, members: int = 4, seed: int = 0, year: int = 2002, start_year: int | None = None,
+                 block: int | None = None, perturbations: PerturbationSpec = DEFAULT_PERTURBATIONS,
+                 weather: WeatherSpec = DEFAULT_WEATHER, dt_record: float = DEFAULT_RECORD_SECONDS,
+                 allgather: bool = False) -> ForcingMaps | None:
+    """Collective: one year of the generated ensemble forcing on ``grid``'s land cells, as annual means.
+
+    The land cells are split into contiguous blocks of equal cell count
+    (``decompose(cell_weights(grid, "uniform"), comm.size())``); each rank builds a ForcingGenerator
+    for its block (cell ids = ``grid.land_parent_index``, climatology sampled with method "area" over
+    each cell, :func:`grid_half_width`) and streams the records of the year through
+    :func:`annual_means`; the (cell, variable) results are gathered in the global land order to
+    rank 0 (to every rank with ``allgather``). Record 0 of the generator is 1 January 00 UTC of
+    ``start_year`` (default ``year``), so the year's records are ``k0 = (year - start_year) * R ..
+    k0 + R - 1`` with R = 365 days / dt_record. The result does not depend on the rank count, bit
+    for bit. Returns a ForcingMaps on rank 0 (every rank with ``allgather``), None elsewhere.
+    """
+    from engine import comm
+    from engine.decomposition import cell_weights, decompose, local_block
+
+    members, seed, year = int(members), int(seed), int(year)
+    start_year = year if start_year is None else int(start_year)
+    if members < 2:
+        raise ValueError(f"forcing maps need at least 2 members for the ensemble spread, got {members}")
+    if year < start_year:
+        raise ValueError(f"year {year} lies before the run's first year {start_year}")
+    nrec = int(round(_SECONDS_PER_YEAR / float(dt_record)))
+    k0 = (year - start_year) * nrec
+    decomp = decompose(cell_weights(grid, "uniform"), comm.size())
+    s, n = local_block(decomp, comm.rank())
+    half = grid_half_width(grid)
+    gen = ForcingGenerator(grid.land_lat[s:s + n], grid.land_lon[s:s + n], grid.land_parent_index[s:s + n],
+                           n_members=members, seed=seed, perturbations=perturbations, weather=weather,
+                           method="area", half_width=half, dt_record=dt_record)
+    local = _map_values(annual_means(gen, nrec, k0=k0, block=block))
+    local.update(climatology_annual_means(gen.climatology))
+    names = list(local)  # the same order on every rank
+    full = comm.gather_array(np.stack([local[k] for k in names], axis=1), allgather=allgather)
+    if full is None:
+        return None
+    values = {k: np.ascontiguousarray(full[:, i]) for i, k in enumerate(names)}
+    settings = {
+        "forcing_generator": "engine.forcing.ForcingGenerator (laida weather generator anchored on ERA5 "
+                             "monthly means; see the engine/forcing.py module docstring)",
+        "forcing_members": members, "forcing_seed": seed, "forcing_year": year, "forcing_start_year": start_year,
+        "forcing_record_seconds": float(dt_record), "forcing_first_record": k0, "forcing_last_record": k0 + nrec - 1,
+        "forcing_calendar": "noleap (record 0 = 1 January 00 UTC of forcing_start_year)",
+        "forcing_climatology_sampling": f"area: cos(lat)-weighted mean of the source cells in each model cell "
+                                        f"(half width {half[0]:.6g} x {half[1]:.6g} deg)",
+        "forcing_perturbations": repr(perturbations), "forcing_weather": repr(weather),
+        "forcing_spread": "time mean of the ensemble standard deviation (ddof=1) across members at each record",
+        "forcing_ranks": comm.size(), "forcing_decomposition": "uniform cell weights, contiguous blocks",
+    }
+    return ForcingMaps(grid, values, settings, gen.climatology.sources if n else "")
+
+
+def land_means(maps: ForcingMaps) -> dict:
+    """Area-weighted mean over the land cells of every map variable: weights = cell area x land
+    fraction (km2 of land), summed in the global land order."""
+    g = maps.grid
+    w = np.asarray(g.land_area, dtype=np.float64) * np.asarray(g.land_landfrac, dtype=np.float64)
+    return {k: float(np.dot(w, v) / w.sum()) for k, v in maps.values.items()}
+
+
+_FILL = 1.0e20  # CESM's fill value for missing (ocean) cells
+
+
+def write_forcing_maps(maps: ForcingMaps, path) -> Path:
+    """Write the maps as a CF-1.8 netCDF4 file on the (lat, lon) grid, fill over ocean and cells below
+    the land threshold, atomically (temporary name in the same directory, then rename). One rank."""
+    import datetime
+    import os
+    import tempfile
+
+    import netCDF4
+
+    import engine
+    from engine.climatology import ERA5_PROVENANCE, ETOPO5_PROVENANCE
+    from engine.grid import LAND_COVER_SOURCE
+
+    g = maps.grid
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nlat, nlon = g.shape
+    lj, li = g.land_j, g.land_i
+    members = maps.settings["forcing_members"]
+    year = maps.settings["forcing_year"]
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+            ds.createDimension("lat", nlat)
+            ds.createDimension("lon", nlon)
+            ds.createDimension("nv", 2)
+
+            def coord(name, dims, values, **attrs):
+                v = ds.createVariable(name, "f8", dims)
+                v.setncatts(attrs)
+                v[...] = values
+                return v
+
+            coord("lat", ("lat",), g.lat, units="degrees_north", standard_name="latitude", long_name="latitude",
+                  bounds="lat_bnds", axis="Y")
+            coord("lon", ("lon",), g.lon, units="degrees_east", standard_name="longitude", long_name="longitude",
+                  bounds="lon_bnds", axis="X")
+            coord("lat_bnds", ("lat", "nv"), np.stack([g.lat_edges[:-1], g.lat_edges[1:]], axis=1))
+            coord("lon_bnds", ("lon", "nv"), np.stack([g.lon_edges[:-1], g.lon_edges[1:]], axis=1))
+            tunits = f"days since {year:04d}-01-01 00:00:00"
+            coord("time", (), 0.5 * kf.DAYS_PER_YEAR, units=tunits, calendar="noleap", standard_name="time",
+                  long_name="middle of the averaging year", bounds="time_bnds")
+            coord("time_bnds", ("nv",), [0.0, float(kf.DAYS_PER_YEAR)])
+            coord("landfrac", ("lat", "lon"), g.landfrac, units="1", long_name="land fraction (MODIS MCD12C1)",
+                  standard_name="land_area_fraction")
+            mask = np.zeros((nlat, nlon), dtype=np.int32)
+            mask[lj, li] = 1
+            v = ds.createVariable("landmask", "i4", ("lat", "lon"))
+            v.setncatts({"units": "1", "long_name": "1 on the land cells the forcing was generated for",
+                         "flag_values": np.array([0, 1], np.int32), "flag_meanings": "not_land_cell land_cell"})
+            v[...] = mask
+            for name, vals in maps.values.items():
+                base = name[:-len("_spread")] if name.endswith("_spread") else name
+                clim = dict(CLIMATOLOGY_VARIABLES).get(name)
+                info = _MAP_INFO[clim or base]
+                a = np.full((nlat, nlon), _FILL)
+                a[lj, li] = vals
+                v = ds.createVariable(name, "f8", ("lat", "lon"), zlib=True, complevel=4, fill_value=_FILL)
+                v.units = info[4]
+                v.coordinates = "time"
+                v.cell_methods = "time: mean"
+                if name.endswith("_spread"):
+                    v.long_name = f"{info[6]}: ensemble spread"
+                    v.comment = (f"time mean over the year of the standard deviation (ddof=1) across the {members} "
+                                 "members at each 6-hourly record")
+                elif clim:
+                    v.long_name = f"{info[6]}: ERA5 2000-2025 climatological annual mean"
+                    v.comment = ("noleap month-length-weighted mean of the ERA5 monthly means sampled over the "
+                                 "cell (the values the generated forcing is anchored on)")
+                else:
+                    v.long_name = f"{info[6]}: annual and ensemble mean"
+                    v.comment = f"mean over the year's 6-hourly records and the {members} members"
+                    if info[7]:
+                        v.standard_name = info[7]
+                if info[0] == "PRECT":
+                    v.units_comment = "per 365-day (noleap) year: mm/s x 31536000"
+                v[...] = a
+            ds.setncatts({
+                "Conventions": "CF-1.8",
+                "title": f"laida generated ensemble forcing: annual means {year}, grid {g.name} {g.shape}",
+                "source": "laida " + engine.__version__ + " engine.forcing.forcing_maps",
+                "laida_version": engine.__version__,
+                "grid": g.name, "grid_box": str(tuple(float(b) for b in g.box)),
+                "land_threshold": float(g.land_threshold), "n_land": int(g.n_land),
+                "source_era5": ERA5_PROVENANCE, "source_etopo5": ETOPO5_PROVENANCE,
+                "source_land_cover": LAND_COVER_SOURCE,
+                "references": "Reichle et al. (2007) J. Geophys. Res. 112, D09108 (forcing perturbations); "
+                              "Hersbach et al. (2020) Q. J. R. Meteorol. Soc. 146, 1999-2049 (ERA5)",
+                "history": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} "
+                           "created by laida engine.forcing.write_forcing_maps",
+                **{k: (v if isinstance(v, (str, float, int)) else str(v)) for k, v in maps.settings.items()},
+            })
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+#: Panels of the PNG: (map variable, factor for display, label units, colormap, log scale).
+_PANELS = (
+    ("TBOT_degC", 1.0, "degC", "RdYlBu_r", False),
+    ("PRECT", 1.0, "mm/yr", "YlGnBu", True),
+    ("FSDS", 1.0, "W/m2", "inferno", False),
+    ("FLDS", 1.0, "W/m2", "magma", False),
+    ("QBOT", 1000.0, "g/kg", "GnBu", False),
+    ("WIND", 1.0, "m/s", "viridis", False),
+)
+
+
+def plot_forcing_maps(maps: ForcingMaps, png) -> Path:
+    """Write a PNG with one lat/lon map per variable (TBOT, PRECT, FSDS, FLDS, QBOT, WIND: annual and
+    ensemble means; colour limits at the 1st/99th percentiles of the land cells, precipitation on a
+    log scale) with the land-mean value and mean ensemble spread in each title (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm, Normalize
+
+    g = maps.grid
+    s = maps.settings
+    means = land_means(maps)
+    lon_edges = np.asarray(g.lon_edges, dtype=np.float64)
+    roll = 0
+    if g.is_global:  # centre the map on 0 deg: columns from 180 W to 180 E
+        roll, lon_edges = g.nlon // 2, lon_edges - 180.0
+    span_lon = lon_edges[-1] - lon_edges[0]
+    span_lat = g.lat_edges[-1] - g.lat_edges[0]
+    ncol = 2 if span_lon < 1.2 * span_lat else 3
+    nrow = -(-len(_PANELS) // ncol)
+    panel_w = 6.4 if ncol == 3 else 5.5
+    panel_h = max(2.5, min(7.0, panel_w * span_lat / max(span_lon, 1e-6))) + 0.9
+    fig, axes = plt.subplots(nrow, ncol, figsize=(panel_w * ncol, panel_h * nrow), squeeze=False)
+    for ax, (name, factor, units, cmap, log) in zip(axes.ravel(), _PANELS):
+        a = np.full(g.shape, np.nan)
+        a[g.land_j, g.land_i] = maps.values[name] * factor
+        a = np.roll(a, roll, axis=1)
+        vals = maps.values[name] * factor
+        lo, hi = np.percentile(vals, [1, 99]) if vals.size > 1 else (vals.min() - 1, vals.max() + 1)
+        if log:
+            lo = max(lo, 10.0)
+            norm = LogNorm(vmin=lo, vmax=max(hi, 1.01 * lo), clip=True)
+        else:
+            norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-9, clip=False)
+        cm = plt.get_cmap(cmap).with_extremes(bad="#dbe9f4")
+        mesh = ax.pcolormesh(lon_edges, g.lat_edges, np.ma.masked_invalid(a), cmap=cm, norm=norm, shading="flat")
+        fig.colorbar(mesh, ax=ax, shrink=0.85, pad=0.02, extend="both").set_label(units)
+        base = "TBOT" if name == "TBOT_degC" else name
+        sp = means.get(base + "_spread", float("nan")) * factor
+        ax.set_title(f"{base} ({units}): land mean {means[name] * factor:.4g}, spread {sp:.3g}", fontsize=10)
+        ax.set_aspect("equal")
+        ax.set_xlim(lon_edges[0], lon_edges[-1])
+        ax.set_ylim(g.lat_edges[0], g.lat_edges[-1])
+        ax.tick_params(labelsize=8)
+    for ax in axes.ravel()[len(_PANELS):]:
+        ax.set_visible(False)
+    fig.suptitle(f"laida forcing {g.name}: annual means of year {s['forcing_year']} ({g.n_land} land cells, "
+                 f"ensemble mean of {s['forcing_members']} members, seed {s['forcing_seed']}); weather generator "
+                 "anchored on ERA5 2000-2025 monthly means", fontsize=11)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return png
