@@ -32,12 +32,13 @@ import hashlib
 import inspect
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from engine.fileio import read_global_geotiff, write_npz_atomic
 
 #: Earth radius of CESM's shr_const_mod (SHR_CONST_REARTH = 6.37122e6 m), in km.
 EARTH_RADIUS_KM = 6371.22
@@ -231,26 +232,8 @@ def land_cover_file(package: str = LAND_COVER_PACKAGE) -> Path:
 def read_igbp(path: str | os.PathLike) -> np.ndarray:
     """Read the MCD12C1 IGBP raster: (3600, 7200) uint8, row 0 = northernmost (89.975 N), column 0 =
     westernmost (179.975 W), classes 0..16 (0 = water), fill 255 (counted as water)."""
-    import tifffile
-
     path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            scale, tie = (page.tags.get(t) for t in ("ModelPixelScaleTag", "ModelTiepointTag"))
-            scale, tie = (None if t is None else tuple(float(v) for v in t.value) for t in (scale, tie))
-            data = page.asarray()
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds; all mean "unreadable"
-        raise LandCoverError(f"land cover: cannot read {path} ({type(exc).__name__}: {exc})") from exc
-    # georeferencing: pixel (0, 0)'s north-west corner at (90 N, 180 W), 0.05 deg pixels, north up
-    if scale is None or tie is None or not (
-        np.allclose(scale[:2], (_RASTER_RES, _RASTER_RES), rtol=0, atol=1e-12)
-        and np.allclose(tie[:5], (0.0, 0.0, 0.0, -180.0, 90.0), rtol=0, atol=1e-9)
-    ):
-        raise LandCoverError(
-            f"land cover: {path} is not georeferenced as a global 0.05 deg grid with its first pixel at "
-            f"(90 N, 180 W): ModelPixelScaleTag={scale}, ModelTiepointTag={tie}"
-        )
+    data = read_global_geotiff(path, _RASTER_RES, "land cover", LandCoverError)
     if data.shape != _RASTER_SHAPE or data.dtype != np.uint8:
         raise LandCoverError(
             f"land cover: {path} holds a {data.shape} {data.dtype} raster; expected {_RASTER_SHAPE} uint8 "
@@ -330,20 +313,6 @@ def cache_file(name: str, source: Path | None = None) -> Path:
     return cache_dir() / f"mcd12c1_igbp_{name}_{_source_key(source)}.npz"
 
 
-def _write_atomic_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should be readable by all
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def igbp_fractions(name: str) -> np.ndarray:
     """(17, nlat, nlon) IGBP class area fractions of global grid ``name`` (read-only), from the cache
     if it matches the source file's size and mtime, else aggregated from MCD12C1 and cached."""
@@ -372,7 +341,7 @@ def _igbp_fractions_cached(name: str, source: str, key: str, cdir: str) -> np.nd
     if frac is None:
         frac = aggregate_igbp(read_igbp(source), name)
         try:
-            _write_atomic_npz(path, igbp_fractions=frac, source=np.array(source), doi=np.array(LAND_COVER_DOI))
+            write_npz_atomic(path, igbp_fractions=frac, source=np.array(source), doi=np.array(LAND_COVER_DOI))
         except OSError:
             pass  # an unwritable cache directory only costs the aggregation next time
     frac.setflags(write=False)

@@ -96,7 +96,6 @@ import hashlib
 import importlib.util
 import inspect
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -106,6 +105,7 @@ import numpy as np
 import engine
 from engine import comm
 from engine import grid as gridmod
+from engine.fileio import atomic_path, read_global_geotiff, write_npz_atomic
 from engine.pftcon import NPFT, PFT_NAMES
 
 # ----------------------------------------------------------------------------------------------
@@ -318,23 +318,8 @@ def read_koppen_005(path: str | os.PathLike) -> np.ndarray:
     """The Koppen-Geiger main class (0..5) at the centre of each 0.05 deg pixel of the MCD12C1 raster:
     (3600, 7200) uint8, row 0 northernmost, column 0 westernmost (the 1 km pixel at row 6r+3,
     column 6c+3, whose centre is 0.004 deg from the 0.05 deg pixel centre)."""
-    import tifffile
-
     path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            scale, tie = (page.tags.get(t) for t in ("ModelPixelScaleTag", "ModelTiepointTag"))
-            scale, tie = (None if t is None else tuple(float(v) for v in t.value) for t in (scale, tie))
-            data = page.asarray()
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds; all mean "unreadable"
-        raise SurfaceError(f"Koppen-Geiger: cannot read {path} ({type(exc).__name__}: {exc})") from exc
-    if scale is None or tie is None or not (
-        np.allclose(scale[:2], (_KG_RES, _KG_RES), rtol=0, atol=1e-12)
-        and np.allclose(tie[:5], (0.0, 0.0, 0.0, -180.0, 90.0), rtol=0, atol=1e-9)
-    ):
-        raise SurfaceError(f"Koppen-Geiger: {path} is not a global 1/120 deg grid starting at (90 N, 180 W): "
-                           f"ModelPixelScaleTag={scale}, ModelTiepointTag={tie}")
+    data = read_global_geotiff(path, _KG_RES, "Koppen-Geiger", SurfaceError)
     if data.shape != _KG_SHAPE or data.dtype != np.uint8:
         raise SurfaceError(f"Koppen-Geiger: {path} holds a {data.shape} {data.dtype} raster, "
                            f"expected {_KG_SHAPE} uint8")
@@ -352,20 +337,6 @@ def _stamp(path: Path) -> str:
 
 def _code_hash() -> str:
     return hashlib.sha256(inspect.getsource(inspect.getmodule(_code_hash)).encode()).hexdigest()[:12]
-
-
-def _write_atomic_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _load_npz(path: Path, key: str, shape: tuple):
@@ -394,7 +365,7 @@ def _koppen_005_cached(src: str, key: str, cdir: str) -> np.ndarray:
     if kg is None or kg.dtype != np.uint8 or int(kg.max()) >= N_KG:
         kg = read_koppen_005(src)
         try:
-            _write_atomic_npz(path, kg=kg)
+            write_npz_atomic(path, kg=kg)
         except OSError:
             pass  # an unwritable cache only costs the read next time
     kg.setflags(write=False)
@@ -440,7 +411,7 @@ def _joint_cached(name: str, lc: str, key: str, cdir: str) -> np.ndarray:
         per = per / per.sum(axis=2, keepdims=True)
         frac = np.ascontiguousarray(np.moveaxis(per, 2, 0).reshape(gridmod.N_IGBP, N_KG, nlat, nlon))
         try:
-            _write_atomic_npz(path, joint=frac)
+            write_npz_atomic(path, joint=frac)
         except OSError:
             pass
     frac.setflags(write=False)
@@ -748,10 +719,8 @@ def write_surface(surface: Surface, grid: gridmod.Grid, path: str | os.PathLike)
         a[(Ellipsis, lj, li)] = np.moveaxis(values, 0, -1) if lead else values
         return a
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+    with atomic_path(path) as tmp:
+        with netCDF4.Dataset(str(tmp), "w", format="NETCDF4") as ds:
             ds.createDimension("lsmlon", nlon)
             ds.createDimension("lsmlat", nlat)
             ds.createDimension("lsmpft", NPFT)
@@ -813,12 +782,6 @@ def write_surface(surface: Surface, grid: gridmod.Grid, path: str | os.PathLike)
             ds.setncattr("nlevsoi_note", "texture is uniform over the 10 soil levels")
             ds.setncattr("history", f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} "
                                     "created by laida engine.surface.write_surface")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
