@@ -14,6 +14,6 @@ Conventions shared by every module here (DESIGN.md, STYLE.md):
 - Units: SI with CLM's conventions: K, Pa, m, W/m2, water in mm (= kg/m2) and mm/s, carbon and
   nitrogen in g/m2 (gC/m2, gN/m2) and g/m2/s. Every argument's unit is in the docstring.
 - Soil: CLM4's exponential layers (``soil_levels``): node depth z_i = 0.025 (exp(0.5 (i - 0.5)) - 1) m,
-  i = 1..15 (CLM4 eq. 6.5-6.7); the 10 upper layers (to 3.43 m at the interface below layer 10)
+  i = 1..15 (CLM4 eq. 6.5-6.7, Table 6.1); the 10 upper layers (to 3.80 m at the interface below layer 10)
   are hydrologically active, the 5 below are bedrock for heat only.
 """
