@@ -176,6 +176,86 @@ def surface(args) -> int:
     return 0
 
 
+@subcommand("forcing", "generate one year of the ensemble forcing on a grid's land cells (MPI: each rank its "
+            "block) and write its annual-mean maps and ensemble spread; compare with the ERA5 climatology",
+            arg("--grid", default="f09", choices=("f09", "f19", "f45"), help="CESM grid (default f09)"),
+            arg("--box", nargs=4, type=float, metavar=("LAT_MIN", "LAT_MAX", "LON_MIN", "LON_MAX"),
+                help="regional box of the grid (deg); default the globe"),
+            arg("--year", type=int, default=2002, help="year to generate (default 2002)"),
+            arg("--start-year", type=int, default=None,
+                help="first year of the run whose forcing this is (record 0 = 1 January 00 UTC of it); "
+                     "default --year"),
+            arg("--members", type=int, default=4, help="ensemble members, at least 2 (default 4)"),
+            arg("--seed", type=int, default=0, help="seed of the random streams (default 0, as ensemble.seed)"),
+            arg("--out", metavar="FILE", help="write the maps as CF netCDF to FILE"),
+            arg("--plot", metavar="PNG", help="write a PNG with a map per variable"))
+def forcing(args) -> int:
+    import time
+
+    from engine import forcing as forcmod
+    from engine import grid as gridmod
+
+    t0 = time.perf_counter()
+    box = {} if args.box is None else dict(zip(("lat_min", "lat_max", "lon_min", "lon_max"), args.box))
+    if args.members < 2:
+        raise ConfigError(f"--members must be at least 2 (the ensemble spread needs 2), got {args.members}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {args.seed}")
+    if args.start_year is not None and args.year < args.start_year:
+        raise ConfigError(f"--year {args.year} lies before --start-year {args.start_year}")
+    try:
+        g = gridmod.make_grid(args.grid, **box)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if g.n_land < comm.size():
+        raise ConfigError(f"the region has {g.n_land} land cells, fewer than the {comm.size()} ranks")
+    maps = comm.run_collectively(forcmod.forcing_maps, g, members=args.members, seed=args.seed, year=args.year,
+                                 start_year=args.start_year)
+    t_gen = time.perf_counter() - t0
+    err = None
+    if comm.rank() == 0:  # write and plot on rank 0; a failure is reported by every rank, none waits
+        try:
+            if args.out:
+                forcmod.write_forcing_maps(maps, args.out)
+            if args.plot:
+                forcmod.plot_forcing_maps(maps, args.plot)
+        except OSError as exc:
+            err = f"laida forcing: cannot write {exc.filename or ''}: {exc.strerror or exc}"
+    err = comm.bcast(err)
+    if err is not None:
+        if comm.rank() == 0:
+            sys.stderr.write(err + "\n")
+        return 1
+    if comm.rank() == 0:
+        s = maps.settings
+        mean = forcmod.land_means(maps)
+        _print(f"forcing: grid {g.name} {g.shape}, {g.n_land} land cells on {comm.size()} rank(s), year {args.year} "
+               f"(records {s['forcing_first_record']}..{s['forcing_last_record']}, 6-hourly), {args.members} members, "
+               f"seed {args.seed}: generated in {t_gen:.1f} s")
+        _print("land means (area-weighted: cell area x land fraction); spread = mean ensemble s.d.")
+        fmt = {"TBOT": ".2f", "PRECT": ".1f", "FSDS": ".1f", "FLDS": ".1f", "QBOT": ".5f", "WIND": ".2f", "PSRF": ".0f"}
+        for name, field, scale, offset, _, units, *_ in forcmod.MAP_VARIABLES:
+            if name == "TBOT_degC":
+                continue
+            line = f"  {name:<6} {mean[name]:>10{fmt[name]}} {units:<6} spread {mean[name + '_spread']:{fmt[name]}}"
+            if name == "TBOT":
+                line += f"  ({mean['TBOT_degC']:.2f} degC)"
+            if name + "_clim" in mean:
+                c = mean[name + "_clim"]
+                rel = ""
+                if name == "PRECT":  # one year of weather drifts from the climatology by a few %
+                    se = forcmod.land_mean_standard_error(maps, "PRECT")
+                    rel = f" ({100 * (mean[name] - c) / c:+.2f} %; 1-year sampling s.e. {100 * se / c:.2f} %)"
+                line += f"   ERA5 {c:{fmt[name]}} {units}, generated - ERA5 {mean[name] - c:+{fmt[name]}}{rel}"
+            _print(line)
+    if args.out:
+        _print(f"netCDF: {args.out}")
+    if args.plot:
+        _print(f"plot:   {args.plot}")
+    _print(f"total:  {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 

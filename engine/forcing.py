@@ -106,7 +106,7 @@ __all__ = [
     "DEFAULT_WEATHER", "PerturbationSpec", "WeatherSpec", "ForcingRecords", "ForcingGenerator",
     "DatmReader", "records_to_steps", "iter_model_steps", "toa_at_steps", "weather_node_stencil",
     "MAP_VARIABLES", "ForcingMaps", "annual_means", "climatology_annual_means", "grid_half_width",
-    "forcing_maps", "land_means", "write_forcing_maps", "plot_forcing_maps",
+    "forcing_maps", "land_means", "land_mean_standard_error", "write_forcing_maps", "plot_forcing_maps",
 ]
 
 #: Member id of the member-independent weather streams (members are 0 .. N-1 < 2**32).
@@ -696,9 +696,12 @@ _MAP_INFO = {v[0]: v for v in MAP_VARIABLES}
 CLIMATOLOGY_VARIABLES = (("TBOT_clim", "TBOT"), ("PRECT_clim", "PRECT"))
 #: Record memory per block of annual_means (bytes): the block length is chosen to stay under it.
 ANNUAL_BLOCK_BYTES = 64 * 2**20
+#: Batches of the year (18.25 days each for 6-hourly records, far longer than the generator's 0.5-3 d
+#: correlation times) for the batch-means standard error of the annual-mean precipitation.
+MAP_BATCHES = 20
 
 
-def annual_means(source, nrec: int, *, k0: int = 0, block: int | None = None) -> dict:
+def annual_means(source, nrec: int, *, k0: int = 0, block: int | None = None, batches: int = 0) -> dict:
     """Time and ensemble means of records ``k0 .. k0 + nrec - 1`` of ``source``, streamed in blocks.
 
     ``source``: a ForcingGenerator or DatmReader (anything with ``records(k0, n)``). Records are
@@ -707,15 +710,21 @@ def annual_means(source, nrec: int, *, k0: int = 0, block: int | None = None) ->
     RECORD_FIELDS (units RECORD_UNITS), ``out[f]``: (cell,) mean over the records and the members,
     and, with at least 2 members, ``out[f + "_spread"]``: (cell,) mean over the records of the
     ensemble standard deviation (ddof = 1) across members at each record, i.e. the typical size of
-    the member perturbations. All sums are element-wise in a fixed order (record by record, then
-    member by member), so the result for a cell does not depend on the block length, on the other
-    cells of the call or on the rank computing it (bit for bit).
+    the member perturbations. With ``batches`` = B > 0, also ``out[f + "_batches"]``: (B, cell)
+    ensemble means over B consecutive batches of the records (record i of the span in batch
+    i * B // nrec), for batch-means estimates of the sampling error of the annual mean. All sums are
+    element-wise in a fixed order (record by record, then member by member), so the result for a
+    cell does not depend on the block length, on the other cells of the call or on the rank
+    computing it (bit for bit).
     """
     k0, nrec = int(k0), int(nrec)
     if k0 < 0 or nrec < 1:
         raise ValueError(f"annual_means: need k0 >= 0 and nrec >= 1, got k0={k0}, nrec={nrec}")
     if block is not None and int(block) < 1:
         raise ValueError(f"annual_means: block must be >= 1 record, got {block}")
+    batches = int(batches)
+    if not 0 <= batches <= nrec:
+        raise ValueError(f"annual_means: batches must lie in [0, nrec = {nrec}], got {batches}")
     first = source.records(k0, 1).values  # its shape sets the accumulators and the default block
     _, nfield, ncell, nmem = first.shape
     if block is None:
@@ -724,15 +733,23 @@ def annual_means(source, nrec: int, *, k0: int = 0, block: int | None = None) ->
     block = int(block)
     acc = np.zeros((nfield, ncell, nmem))  # sum over records, per member
     spread = np.zeros((nfield, ncell)) if nmem >= 2 else None
+    bsum = np.zeros((batches, nfield, ncell))  # per batch: sum over its records of the ensemble mean
+    bcount = np.zeros(batches)
 
-    def add(vals):
+    def add(vals, i0):
         for r in range(vals.shape[0]):
             acc[...] += vals[r]
+        if spread is None and not batches:
+            return
+        mean = vals[..., 0].copy()
+        for m in range(1, nmem):
+            mean += vals[..., m]
+        mean /= nmem
+        for r in range(mean.shape[0] if batches else 0):
+            b = (i0 + r) * batches // nrec
+            bsum[b] += mean[r]
+            bcount[b] += 1.0
         if spread is not None:
-            mean = vals[..., 0].copy()
-            for m in range(1, nmem):
-                mean += vals[..., m]
-            mean /= nmem
             ss = np.zeros_like(mean)
             for m in range(nmem):
                 d = vals[..., m] - mean
@@ -741,11 +758,11 @@ def annual_means(source, nrec: int, *, k0: int = 0, block: int | None = None) ->
             for r in range(sd.shape[0]):
                 spread[...] += sd[r]
 
-    add(first)
+    add(first, 0)
     k = k0 + 1
     while k < k0 + nrec:
         nb = min(block, k0 + nrec - k)
-        add(source.records(k, nb).values)
+        add(source.records(k, nb).values, k - k0)
         k += nb
     total = acc[..., 0].copy()
     for m in range(1, nmem):
@@ -756,6 +773,8 @@ def annual_means(source, nrec: int, *, k0: int = 0, block: int | None = None) ->
         out[name] = total[i].copy()
         if spread is not None:
             out[name + "_spread"] = spread[i] / float(nrec)
+        if batches:
+            out[name + "_batches"] = bsum[:, i] / bcount[:, None]
     return out
 
 
@@ -802,12 +821,15 @@ class ForcingMaps:
     and time means), ``<name>_spread`` (time mean of the ensemble standard deviation) and
     CLIMATOLOGY_VARIABLES (ERA5 annual means at the same cells). settings: the generator's settings
     and the record span (netCDF attributes). provenance: the sources of the climatology.
+    batch_anomalies["PRECT"]: (n_land, MAP_BATCHES) batch means of generated minus expected
+    precipitation (mm/yr) for :func:`land_mean_standard_error`.
     """
 
     grid: object
     values: dict
     settings: dict
     provenance: str
+    batch_anomalies: dict
 
 
 def forcing_maps(grid, *, members: int = 4, seed: int = 0, year: int = 2002, start_year: int | None = None,
@@ -843,10 +865,10 @@ def forcing_maps(grid, *, members: int = 4, seed: int = 0, year: int = 2002, sta
     gen = ForcingGenerator(grid.land_lat[s:s + n], grid.land_lon[s:s + n], grid.land_parent_index[s:s + n],
                            n_members=members, seed=seed, perturbations=perturbations, weather=weather,
                            method="area", half_width=half, dt_record=dt_record)
-    local = _map_values(annual_means(gen, nrec, k0=k0, block=block))
-    local.update(climatology_annual_means(gen.climatology))
+    local, anomaly = _local_maps(gen, nrec, k0, block)
     names = list(local)  # the same order on every rank
     full = comm.gather_array(np.stack([local[k] for k in names], axis=1), allgather=allgather)
+    anomaly = comm.gather_array(anomaly, allgather=allgather)
     if full is None:
         return None
     values = {k: np.ascontiguousarray(full[:, i]) for i, k in enumerate(names)}
@@ -862,15 +884,52 @@ def forcing_maps(grid, *, members: int = 4, seed: int = 0, year: int = 2002, sta
         "forcing_spread": "time mean of the ensemble standard deviation (ddof=1) across members at each record",
         "forcing_ranks": comm.size(), "forcing_decomposition": "uniform cell weights, contiguous blocks",
     }
-    return ForcingMaps(grid, values, settings, gen.climatology.sources if n else "")
+    return ForcingMaps(grid, values, settings, gen.climatology.sources, {"PRECT": anomaly})
+
+
+def _local_maps(gen: ForcingGenerator, nrec: int, k0: int, block: int | None):
+    """One rank's part of forcing_maps: map values of its cells and the (cell, MAP_BATCHES) batch
+    means of generated minus expected precipitation (mm/yr). The expectation of every record is its
+    month's climatological rate (E[P] = P_month), so a batch's expectation is the record-weighted
+    mean of the monthly rates it spans (summed month by month, element-wise per cell)."""
+    means = annual_means(gen, nrec, k0=k0, block=block, batches=MAP_BATCHES)
+    local = _map_values(means)
+    local.update(climatology_annual_means(gen.climatology))
+    t = ((k0 + np.arange(nrec)) * gen.dt_record) % _SECONDS_PER_YEAR
+    months = kf.DAY_TO_MONTH[(t // kf.SECONDS_PER_DAY).astype(np.int64)]
+    share = np.zeros((MAP_BATCHES, 12))
+    np.add.at(share, (np.arange(nrec) * MAP_BATCHES // nrec, months), 1.0)
+    share /= share.sum(axis=1, keepdims=True)
+    precip = np.asarray(gen.climatology.precip, dtype=np.float64)
+    expected = np.zeros((MAP_BATCHES, precip.shape[0]))
+    for m in range(12):
+        expected += share[:, m:m + 1] * precip[None, :, m]
+    anomaly = (means["PRECTmms_batches"] - expected) * _SECONDS_PER_YEAR
+    return local, np.ascontiguousarray(anomaly.T)
+
+
+def _land_weights(grid) -> np.ndarray:
+    return np.asarray(grid.land_area, dtype=np.float64) * np.asarray(grid.land_landfrac, dtype=np.float64)
 
 
 def land_means(maps: ForcingMaps) -> dict:
     """Area-weighted mean over the land cells of every map variable: weights = cell area x land
     fraction (km2 of land), summed in the global land order."""
-    g = maps.grid
-    w = np.asarray(g.land_area, dtype=np.float64) * np.asarray(g.land_landfrac, dtype=np.float64)
+    w = _land_weights(maps.grid)
     return {k: float(np.dot(w, v) / w.sum()) for k, v in maps.values.items()}
+
+
+def land_mean_standard_error(maps: ForcingMaps, name: str = "PRECT") -> float:
+    """Standard error of the land-mean annual ``name`` (mm/yr for PRECT) from one year of generated
+    weather, by batch means: the land means A_b of the MAP_BATCHES batch anomalies (generated minus
+    expected) are nearly independent, so s.e. = sd(A_b, ddof=1) / sqrt(MAP_BATCHES). It holds the
+    correlation between cells that share weather; it tells how far one year may drift from ERA5."""
+    if name not in maps.batch_anomalies:
+        raise KeyError(f"no batch anomalies of {name!r}; available: {sorted(maps.batch_anomalies)}")
+    w = _land_weights(maps.grid)
+    a = maps.batch_anomalies[name]
+    land = np.array([np.dot(w, a[:, b]) for b in range(a.shape[1])]) / w.sum()
+    return float(land.std(ddof=1) / math.sqrt(land.size))
 
 
 _FILL = 1.0e20  # CESM's fill value for missing (ocean) cells
