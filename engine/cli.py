@@ -1,8 +1,8 @@
-"""The ``laida`` command: ``laida info | config | demo`` (``laida --help`` lists them).
+"""The ``laida`` command: ``laida info | config | surface | forcing | demo`` (``laida --help`` lists them).
 
 Each subcommand is one function decorated with ``@subcommand(name, help, *arguments)`` that takes the
-parsed arguments and returns the exit code. Reads configuration files and the software environment;
-writes only to stdout/stderr (output on rank 0 only under MPI). A ``ConfigError`` from any subcommand
+parsed arguments and returns the exit code. ``info`` and ``config`` write only to stdout/stderr (rank 0
+under MPI); ``surface``, ``forcing`` and ``demo`` write the files they are asked for. A ``ConfigError`` from any subcommand
 ends with its message on stderr and exit code 2, without a traceback.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import os
+import platform
 import sys
 
 import engine
