@@ -100,6 +100,8 @@ FILE_NAME = Rule(lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v) is not
                  "letters, digits, '_', '-' and '.', starting with a letter or digit (it goes into file names)")
 NOT_EMPTY = Rule(lambda v: v.strip() != "", "a non-empty path")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FREQUENCY = Rule(lambda v: v in ("daily", "monthly", "yearly") or re.fullmatch(r"[1-9][0-9]*[hd]", v) is not None,
+                 '"daily", "monthly", "yearly", or "<N>h" / "<N>d" with N a positive integer')
 
 SECTIONS = {
     "run": "The experiment: its name, where it writes, how much it logs.",
@@ -109,6 +111,7 @@ SECTIONS = {
     "surface": "Surface data: PFT composition, soil texture and colour, elevation.",
     "decomposition": "How land cells are split over MPI ranks.",
     "restart": "Checkpoints (HDF5 restart files).",
+    "history": "History files (CF netCDF): time means of ensemble mean and spread on the lat/lon grid.",
 }
 
 # fmt: off
@@ -133,6 +136,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("decomposition", "weight", "str", "patches", "none", "what the blocks of land cells balance: number of patches, or number of cells", choices=("patches", "uniform")),
     Key("restart", "every_cycles", "int", 1, "cycles", "write a checkpoint every this many assimilation cycles", range="x >= 1"),
     Key("restart", "keep", "int", 2, "checkpoints", "how many complete checkpoints to keep (older ones are deleted)", range="x >= 1"),
+    Key("history", "frequency", "str", "daily", "none", "averaging period of the history files (CLM h0 time means)", rule=FREQUENCY),
 )
 
 CROSS_CHECKS: tuple[Cross, ...] = (
