@@ -72,7 +72,10 @@ demo: setup
 	$(MPIEXEC) -n 2 $(VENV)/bin/laida demo
 
 bench: setup
-	$(PY) benchmarks/restart_io_benchmark.py --out benchmarks/results/restart_io.json
+	mkdir -p benchmarks/results
+	$(PY) benchmarks/restart_io_benchmark.py --ranks 1,2,4 --out benchmarks/results/restart_io.json
+	$(PY) benchmarks/surface_benchmark.py --out benchmarks/results/surface.json
+	$(PY) benchmarks/forcing_benchmark.py --out benchmarks/results/forcing.json
 
 clean:
 	rm -rf .numba_cache .pytest_cache build *.egg-info

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 __all__ = [
     "ConfigError", "Config", "Key", "Rule", "Cross", "SCHEMA", "SECTIONS", "CROSS_CHECKS",
-    "load", "defaults_toml", "to_toml", "log_config", "parse_date", "allowed_text", "toml_dumps", "toml_value",
+    "load", "defaults_toml", "to_toml", "log_config", "reference_markdown", "parse_date", "allowed_text", "toml_dumps", "toml_value",
 ]
 
 
@@ -580,3 +580,13 @@ def log_config(cfg: Config, logger) -> None:
     """Echo the resolved configuration to ``logger`` at INFO, one line per TOML line."""
     for line in to_toml(cfg).splitlines():
         logger.info("config | %s", line)
+
+
+def reference_markdown() -> str:
+    """The configuration reference as a Markdown table (one row per key), as the README shows it."""
+    rows = ["| key | default | units | what it is | allowed |", "|---|---|---|---|---|"]
+    for k in SCHEMA:
+        default = f'"{k.default}"' if isinstance(k.default, str) else str(k.default)
+        rows.append(f"| `{k.section}.{k.name}` | `{default}` | {k.units} | {k.description} | "
+                    f"{allowed_text(k).replace('|', '/')} |")
+    return "\n".join(rows)
