@@ -387,7 +387,7 @@ def run_fluxes(pfts, nm=2, elai=4.0, esai=0.5, htop=20.0, tg=295.0, ta=298.0, q=
     cfm.canopy_fluxes(col, pp, C(ta), C(q), C(1e5), C(wind), C(lw), C(tg), C(qg), C(dqgdt), C(soilbeta), C(htvp),
                       C(0.01), C(emg), C(snowdp), el, es, P(htop), sv, sg, 1 - np.exp(-vai), laisun, laisha, P(par),
                       P(par) * 0.3, P(btran), w, fwet, fdry, P(ta if t_veg is None else t_veg), 30.0, 379.0, dt, PFT,
-                      CONS, *outs.values(), niter)
+                      CONS, *outs.values(), niter, np.zeros((npch, nm)))
     outs["niter"] = niter
     outs["sabv"] = sv
     outs["sabg"] = sg
@@ -592,7 +592,8 @@ def test_canopy_water_budget_through_interception_and_evaporation():
                       esai, np.array([[20.0], [30.0], [0.5], [0.0]]) * np.ones((1, nm)), 300 * (1 - np.exp(-0.5 * vai)),
                       100 + 300 * np.exp(-0.5 * vai), 1 - np.exp(-vai), 0.4 * elai, 0.6 * elai,
                       np.full((npch, nm), 120.0), np.full((npch, nm), 30.0), np.ones((npch, nm)), w1, fwet, fdry,
-                      np.full((npch, nm), 298.0), 30.0, 379.0, dt, PFT, CONS, *o.values(), niter)
+                      np.full((npch, nm), 298.0), 30.0, 379.0, dt, PFT, CONS, *o.values(), niter,
+                      np.zeros((npch, nm)))
     resid = (rain + snow) * dt - (grnd_r + grnd_s) * dt - o["evapcan"] * dt - (o["h2ocan"] - w0)
     assert np.max(np.abs(resid)) < 1e-9
     assert np.all(o["h2ocan"] >= 0.0) and np.any(o["evapcan"][:3] > 0.0)

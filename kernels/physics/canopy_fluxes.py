@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
+from kernels.physics.constants import CPAIR, DENH2O, DENICE, HSUB, HVAP, RAIR, RWAT, SB
 from kernels.physics.friction_velocity import (
     GRAV,
     VKC,
@@ -65,19 +66,11 @@ from kernels.physics.friction_velocity import (
 from kernels.physics.photosynthesis import GC_PER_UMOL, O2_MOLAR, stomata_sun_shade
 from kernels.physics.saturation import qsat
 
-#: Stefan-Boltzmann constant (W m-2 K-4), CLM ``sb``.
-SB = 5.67e-8
-#: Specific heat of dry air at constant pressure (J kg-1 K-1), CLM ``cpair``.
-CPAIR = 1.00464e3
-#: Latent heat of vaporisation and sublimation (J/kg), CLM ``hvap``, ``hsub``.
-HVAP = 2.501e6
-HSUB = 2.8440e6
-#: Gas constant of dry air and water vapour (J kg-1 K-1), CLM ``rair``, ``rwat``.
-RAIR = 287.0423
-RWAT = 461.5046
-#: Density of liquid water and ice (kg m-3).
-DENH2O = 1000.0
-DENICE = 917.0
+# Physical constants of CLM4 (clm_varcon/shr_const): Stefan-Boltzmann SB (W m-2 K-4), specific heat of
+# dry air CPAIR (J kg-1 K-1), latent heats of vaporisation HVAP and sublimation HSUB = HVAP + HFUS
+# (J/kg; CLM4's hsub = SHR_CONST_LATSUB = 2.8347e6), gas constants of dry air RAIR and water vapour
+# RWAT (J kg-1 K-1), densities of liquid water DENH2O and ice DENICE (kg m-3): imported above from
+# kernels.physics.constants.
 #: Turbulent transfer coefficient between the ground and the canopy air (CLM ``csoilc``).
 CSOILC = 0.004
 #: Kinematic viscosity of air (m2/s) in the bare-soil z0h and C_s relations.
@@ -173,7 +166,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                   out_t_veg, out_h2ocan, out_fsh, out_fsh_v, out_fsh_g, out_eflx_lh_tot, out_fctr, out_fcev,
                   out_fgev, out_qflx_tran_veg, out_qflx_evap_can, out_qflx_evap_soi, out_fgr, out_fira,
                   out_lwnet_veg, out_lwnet_grnd, out_tsa, out_q2m, out_rh2m, out_rssun, out_rssha,
-                  out_psnsun, out_psnsha, out_fpsn, out_gpp, out_cgrnd, out_ustar, out_err_veg, out_niter):
+                  out_psnsun, out_psnsha, out_fpsn, out_gpp, out_cgrnd, out_ustar, out_err_veg, out_niter,
+                  out_cgrndl):
     """Surface fluxes of every patch and member: the vegetated solution (CLM4 section 5.3) where the
     exposed elai + esai >= 0.05 and the PFT is vegetated, the bare-ground solution (section 5.2)
     otherwise (bare soil, leafless and stemless or snow-buried canopies).
@@ -204,7 +198,11 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     (K), out_q2m (kg/kg), out_rh2m (%), out_rssun, out_rssha (s/m), out_psnsun, out_psnsha
     (umol CO2 m-2 leaf s-1), out_fpsn (umol CO2 m-2 s-1), out_gpp (gC m-2 s-1), out_cgrnd
     (d(H_g + lambda E_g)/dT_g, W m-2 K-1, for the soil temperature solve), out_ustar (m/s),
-    out_err_veg (canopy energy residual before it is added to FSH_V, W/m2), out_niter (iterations).
+    out_err_veg (canopy energy residual before it is added to FSH_V, W/m2), out_niter (iterations),
+    out_cgrndl (d(E_g)/dT_g, kg m-2 s-1 K-1 = mm s-1 K-1, CLM's ``cgrndl``: the latent part of
+    out_cgrnd is htvp out_cgrndl, the sensible part out_cgrnd - htvp out_cgrndl; the driver moves
+    the ground fluxes to the new T_g with them after the soil temperature solve, as CLM4.0
+    ``Biogeophysics2`` does).
     """
     npatch, nmem = elai.shape
     for p in range(npatch):
@@ -502,6 +500,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             _e2, _d2, qs2m, _dq2 = qsat(t2m, pbot)
             out_rh2m[p, m] = min(100.0, q2m / qs2m * 100.0)
             out_cgrnd[p, m] = cgrnds + cgrndl * htvp[c, m]
+            out_cgrndl[p, m] = cgrndl
             out_ustar[p, m] = ustar
 
 
