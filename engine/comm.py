@@ -191,3 +191,42 @@ def child_mpiexec_env(extra: dict | None = None) -> dict:
                OMPI_MCA_rmaps_base_oversubscribe="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     env.update(extra or {})
     return env
+
+
+# Point-to-point messages of numpy arrays (the distributed filter sends each observation's prior
+# ensemble and increments only to the ranks within its localization support).
+
+def isend_array(arr: np.ndarray, dest: int, tag: int = 0):
+    """Start sending a contiguous numpy array to rank ``dest``; returns a request for wait_all.
+
+    The array must not be modified or freed before the request completes (keep a reference).
+    The receiver must know the dtype (recv_array's ``dtype``); the length travels with the message.
+    """
+    buf = np.ascontiguousarray(arr)
+    return MPI.COMM_WORLD.Isend(buf, dest=dest, tag=tag)
+
+
+def recv_array(source: int | None, tag: int = 0, dtype=np.float64) -> np.ndarray:
+    """Receive (blocking) one 1-D array of ``dtype`` sent with ``tag`` by rank ``source``
+    (None: from any rank).
+
+    Messages from one source with one tag arrive in the order they were sent (MPI non-overtaking).
+    """
+    status = MPI.Status()
+    comm = MPI.COMM_WORLD
+    comm.Probe(source=MPI.ANY_SOURCE if source is None else source, tag=tag, status=status)
+    n = status.Get_count(MPI.BYTE) // np.dtype(dtype).itemsize
+    out = np.empty(n, dtype=dtype)
+    comm.Recv(out, source=status.Get_source(), tag=tag)
+    return out
+
+
+def message_waiting(source: int | None = None, tag: int = 0) -> bool:
+    """True if a message with ``tag`` from ``source`` (None: any rank) can be received now."""
+    return bool(MPI.COMM_WORLD.Iprobe(source=MPI.ANY_SOURCE if source is None else source, tag=tag))
+
+
+def wait_all(requests) -> None:
+    """Complete every request returned by isend_array."""
+    if requests:
+        MPI.Request.Waitall(list(requests))
