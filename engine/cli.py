@@ -1,8 +1,8 @@
-"""The ``laida`` command: ``laida info | config | surface | forcing | demo`` (``laida --help`` lists them).
+"""The ``laida`` command: ``laida info | config | run | resume | surface | forcing | demo`` (``laida --help`` lists them).
 
 Each subcommand is one function decorated with ``@subcommand(name, help, *arguments)`` that takes the
 parsed arguments and returns the exit code. ``info`` and ``config`` write only to stdout/stderr (rank 0
-under MPI); ``surface``, ``forcing`` and ``demo`` write the files they are asked for. A ``ConfigError`` from any subcommand
+under MPI); ``run``, ``resume``, ``surface``, ``forcing`` and ``demo`` write the files they are asked for. A ``ConfigError`` from any subcommand
 ends with its message on stderr and exit code 2, without a traceback.
 """
 
@@ -125,6 +125,44 @@ def demo(args) -> int:
     from engine import demo as demo_module  # imported here: only this subcommand needs it
 
     return demo_module.main(args)
+
+
+CYCLES = arg("--cycles", type=int, default=None, metavar="M",
+             help="stop after M more assimilation cycles (default: run to time.stop)")
+
+
+def _cycles_arg(args):
+    if args.cycles is not None and args.cycles < 1:
+        raise ConfigError(f"--cycles {args.cycles}: must be a positive number of cycles")
+    return args.cycles
+
+
+@subcommand("run", "run the twin experiment: spin-up, nature run, CTL and CN cycles with LAI assimilation "
+            "(continues from the newest checkpoint when the run directory holds one)",
+            arg("config", metavar="FILE", help="experiment configuration (TOML)"), SET, CYCLES)
+def run(args) -> int:
+    from engine import config as cfgmod
+    from engine import experiment
+
+    cfg = cfgmod.load(args.config, args.overrides)
+    cycles = _cycles_arg(args)
+    exp = experiment.Experiment(cfg)  # configuration problems: the same ConfigError on every rank
+    comm.run_collectively(exp.run, cycles)
+    _print(f"laida run: cycle {exp.cycle} of {exp.n_cycles} done; files in {exp.run_dir.resolve()}")
+    return 0
+
+
+@subcommand("resume", "continue a run from the newest complete checkpoint in its run directory",
+            arg("run_dir", metavar="RUNDIR", help="run directory of an earlier `laida run` (holds config.toml)"),
+            CYCLES)
+def resume(args) -> int:
+    from engine import experiment
+
+    cycles = _cycles_arg(args)
+    exp = experiment.Experiment(experiment.run_config(args.run_dir))
+    comm.run_collectively(exp.run, cycles, resume=True)
+    _print(f"laida resume: cycle {exp.cycle} of {exp.n_cycles} done; files in {exp.run_dir.resolve()}")
+    return 0
 
 
 @subcommand("surface", "build (or find in the cache) the land surface dataset of a grid; optionally copy it "

@@ -112,6 +112,10 @@ SECTIONS = {
     "decomposition": "How land cells are split over MPI ranks.",
     "restart": "Checkpoints (HDF5 restart files).",
     "history": "History files (CF netCDF): time means of ensemble mean and spread on the lat/lon grid.",
+    "experiment": "The twin experiment: nature run (truth), CTL (no assimilation) and CN (LAI assimilation), cycled in lockstep.",
+    "spinup": "Ensemble initial conditions in the study's three stages (one forcing, ensemble-mean forcing, own forcing).",
+    "observations": "LAI observations assimilated by CN: synthetic GLASS-like observations of the nature run.",
+    "filter": "The ensemble filter that assimilates LAI (DART-style serial EAKF/EnKF).",
 }
 
 # fmt: off
@@ -137,6 +141,32 @@ SCHEMA: tuple[Key, ...] = (
     Key("restart", "every_cycles", "int", 1, "cycles", "write a checkpoint every this many assimilation cycles", range="x >= 1"),
     Key("restart", "keep", "int", 2, "checkpoints", "how many complete checkpoints to keep (older ones are deleted)", range="x >= 1"),
     Key("history", "frequency", "str", "daily", "none", "averaging period of the history files (CLM h0 time means)", rule=FREQUENCY),
+    Key("experiment", "cycle_days", "int", 8, "days", "length of an assimilation cycle (forecast window); GLASS LAI is 8-daily", range="1 <= x <= 366"),
+    Key("experiment", "bias_pft", "int", 4, "none", "CLM4 PFT whose parameters differ between the ensemble's model and the truth (4 = broadleaf evergreen tropical tree)", range="1 <= x <= 16"),
+    Key("experiment", "bias_slatop_factor", "float", 1.5, "1", "the ensemble's canopy-top specific leaf area (slatop) of bias_pft is the truth's times this factor, so CTL overestimates LAI there (1 = no bias)", range="0.1 <= x <= 10"),
+    Key("spinup", "stage1_days", "int", 365, "days", "stage 1: one model, one (unperturbed) forcing", range="0 <= x <= 3650"),
+    Key("spinup", "stage2_days", "int", 0, "days", "stage 2: one model, the ensemble-mean forcing", range="0 <= x <= 3650"),
+    Key("spinup", "stage3_days", "int", 30, "days", "stage 3: every member with its own forcing, ending at time.start", range="0 <= x <= 3650"),
+    Key("spinup", "leafc0", "float", 100.0, "gC/m2", "cold-start leaf carbon of every vegetated patch (CLM4.0 starts from 1; more shortens the growth of the canopy at affordable spin-up lengths)", range="0 < x <= 1000"),
+    Key("spinup", "lai_spread", "float", 0.2, "1", "at the start of stage 3 each member's patch LAI is multiplied by a lognormal factor of this sd (mean 1; leaf C and N follow allometrically), a spread the short spin-up cannot build from the forcing alone", range="0 <= x <= 1"),
+    Key("spinup", "ad", "bool", True, "none", "accelerated decomposition (CLM4.0 AD spin-up) during stage 1, left with CLM4.0's exit_spinup conversion"),
+    Key("observations", "source", "str", "synthetic", "none", "synthetic: GLASS-like 0.05 deg observations of the nature run, aggregated to the grid (twin experiment)", choices=("synthetic",)),
+    Key("observations", "seed", "int", 1, "none", "seed of the synthetic observations' counter-based streams", range="0 <= x <= 9223372036854775807"),
+    Key("observations", "min_valid_fraction", "float", 0.3, "1", "minimum fraction of a cell's observable pixels that must be cloud-free to keep its observation", range="0 <= x <= 1"),
+    Key("observations", "sd_a", "float", 0.1, "m2/m2", "pixel error sd = max(sd_min, sd_a + sd_b * LAI): intercept", range="x >= 0"),
+    Key("observations", "sd_b", "float", 0.2, "1", "pixel error sd: slope with LAI", range="x >= 0"),
+    Key("observations", "repr_a", "float", 0.05, "m2/m2", "representativeness error sd of a cell = repr_a + repr_b * LAI: intercept", range="x >= 0"),
+    Key("observations", "repr_b", "float", 0.1, "1", "representativeness error sd: slope with LAI", range="x >= 0"),
+    Key("observations", "p_dry", "float", 0.10, "1", "probability that a composite pixel is missing (cloud) away from the tropics", range="0 <= x <= 1"),
+    Key("observations", "p_wet", "float", 0.50, "1", "probability that a composite pixel is missing at the equator", range="0 <= x <= 1"),
+    Key("filter", "kind", "str", "eakf", "none", "ensemble adjustment Kalman filter (Anderson 2001) or perturbed-observation EnKF", choices=("eakf", "enkf")),
+    Key("filter", "update", "str", "allometric", "none", "analysis update: the filter updates patch LAI, leaf C follows from the inverse SLA relation and leaf N = leaf C / leafcn", choices=("allometric",)),
+    Key("filter", "cutoff_km", "float", 0.0, "km", "Gaspari-Cohn localization half-width; 0 = column-only (an observation updates only its own cell's patches)", range="x >= 0"),
+    Key("filter", "inflation", "str", "adaptive", "none", "prior inflation: fixed factor, or spatially varying adaptive inflation (Anderson 2009)", choices=("fixed", "adaptive")),
+    Key("filter", "inflation_factor", "float", 1.0, "1", "fixed prior variance inflation factor; with adaptive inflation the initial mean", range="1 <= x <= 10"),
+    Key("filter", "inflation_sd", "float", 0.6, "1", "adaptive inflation: initial (and lowest) standard deviation", range="x > 0"),
+    Key("filter", "inflation_damping", "float", 0.9, "1", "adaptive inflation: damping towards 1 per cycle (1 = none)", range="0 < x <= 1"),
+    Key("filter", "outlier_threshold", "float", 3.0, "1", "reject an observation when |y - prior mean| exceeds this many sqrt(prior var + obs var); <= 0 disables"),
 )
 
 CROSS_CHECKS: tuple[Cross, ...] = (
@@ -144,6 +174,7 @@ CROSS_CHECKS: tuple[Cross, ...] = (
     Cross(("grid.lon_min", "grid.lon_max"), lambda c: c["grid.lon_min"] < c["grid.lon_max"], "grid.lon_min must be less than grid.lon_max (a box across 0E is e.g. lon_min = -10, lon_max = 10)"),
     Cross(("grid.lon_min", "grid.lon_max"), lambda c: c["grid.lon_max"] - c["grid.lon_min"] <= 360, "the box must lie inside the globe: grid.lon_max - grid.lon_min <= 360"),
     Cross(("time.start", "time.stop"), lambda c: parse_date(c["time.stop"]) > parse_date(c["time.start"]), "time.stop must be after time.start"),
+    Cross(("spinup.stage1_days", "spinup.stage2_days", "spinup.stage3_days"), lambda c: c["spinup.stage1_days"] + c["spinup.stage2_days"] + c["spinup.stage3_days"] <= 3650, "the three spin-up stages may last at most 3650 days together"),
 )
 # fmt: on
 
