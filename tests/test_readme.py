@@ -19,3 +19,10 @@ def test_readme_shows_the_two_commands_and_every_subcommand():
     subcommands = build_parser()._subparsers._group_actions[0].choices
     for name in subcommands:
         assert f"laida {name}" in README, f"README.md does not document `laida {name}`"
+
+
+def test_readme_filter_example_runs(capsys):
+    section = README.split("## The filter on your own ensemble", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split()[:2] == ["(20,", "40)"]
