@@ -68,7 +68,7 @@ from kernels.physics.canopy_fluxes import canopy_fluxes, ground_surface_state
 from kernels.physics.canopy_hydrology import canopy_hydrology
 from kernels.physics.canopy_radiation import canopy_two_stream, solar_fluxes
 from kernels.physics.constants import (
-    CO2_PPMV_2002, DENH2O, DENICE, FORC_HGT, SB, SECSPDAY, TFRZ,
+    CO2_PPMV_2002, DAYSPYR, DENH2O, DENICE, FORC_HGT, SB, SECSPDAY, TFRZ,
 )
 from kernels.physics.longwave import canopy_emissivity, ground_emissivity
 from kernels.physics.snow import snow_water
@@ -76,6 +76,7 @@ from kernels.physics.soil_hydrology import soil_water
 from kernels.physics.soil_layers import NLEVSOI, band_weights, soil_levels, to_depth_bands
 from kernels.physics.soil_properties import column_rootr, patch_root_fractions, soil_params, soil_water_stress
 from kernels.physics.soil_temperature import column_heat_content, ground_temperature, soil_snow_temperature
+from kernels.physics.subgrid_average import patch_to_column
 from kernels.physics.surface_albedo import (
     SOIL_ALBDRY, SOIL_ALBSAT, check_soil_color, ground_albedo, snow_age_bats, snow_albedo_bats, soil_albedo,
 )
@@ -231,13 +232,15 @@ class LandModel:
         with np.errstate(divide="ignore", invalid="ignore"):
             watfc = self.sp.watsat * (0.1 / (self.sp.hksat * 86400.0)) ** (1.0 / (2.0 * self.sp.bsw + 3.0))
         self.watfc = np.ascontiguousarray(np.where(self.sp.hksat > 0.0, watfc, 0.0))
+        self._sucsat_pos_soi = self.sucsat_pos[:, :NLEVSOI].copy()  # contiguous, for decomp_scalars
+        self._dz2_soi = self.dz2[:, :NLEVSOI].copy()
         self.wtfact = np.full(ncol, float(wtfact))
         self.rootfr = np.ascontiguousarray(patch_root_fractions(self.patch_pft, self.pft.roota_par,
                                                                 self.pft.rootb_par))
         self.forc_hgt = np.full(ncol, FORC_HGT)
         nd = np.broadcast_to(np.asarray(ndep, dtype=np.float64), (surface.n_land,)) if np.ndim(ndep) else \
             np.full(surface.n_land, float(ndep))
-        self.ndep = np.ascontiguousarray(nd[cells] / (S.DAYSPYR * S.SECSPDAY))
+        self.ndep = np.ascontiguousarray(nd[cells] / (DAYSPYR * SECSPDAY))
         self.w_tsoi_band = band_weights("node")
         self.w_h2osoi_band = band_weights("layer", nlev=NLEVSOI)
         self.nstep = 0
@@ -306,6 +309,8 @@ class LandModel:
         w["rootr_col"] = np.zeros((nc, NLEVSOI, nm))
         w["h2osoi_vol"] = np.zeros((nc, NLEVSOI, nm))
         w["soilpsi"] = np.zeros((nc, NLEVSOI, nm))
+        self._totc_buf = np.zeros((nc, nm))  # C and N totals at the end of the last step
+        self._totn_buf = np.zeros((nc, nm))
         self.pf = S.allocate(S.PATCH_FLUXES, npch, nm)
         self.cf = S.allocate(S.COLUMN_FLUXES, nc, nm)
         self._last = None
@@ -315,6 +320,9 @@ class LandModel:
         """Patch values ``x[p, ...]`` aggregated to the columns by PFT weight: sum_p w_p x_p, summed
         in patch order (deterministic, the same for any block containing the column)."""
         out = np.zeros((self.ncol, *x.shape[1:]))
+        if x.ndim == 2 and x.dtype == np.float64:
+            patch_to_column(self.patch_col, self.patch_wt, x, out)  # the same sums, compiled
+            return out
         wt = self.patch_wt.reshape((-1,) + (1,) * (x.ndim - 1))
         for cols, idx in self._agg:
             out[cols] += wt[idx] * x[idx]
@@ -469,9 +477,9 @@ class LandModel:
         st.h2ocan[...] = w["h2ocan"]
         st.fwet[...] = w["fwet"]
         # ---- 8. snow water (ground evaporation from the snow pack when there is snow)
-        w["rain_g"][...] = self.to_column(w["pg_rain"])
-        w["snow_g"][...] = self.to_column(w["pg_snow"])
-        w["evap_g"][...] = self.to_column(w["qevap_soi"])
+        patch_to_column(pc, pw, w["pg_rain"], w["rain_g"])
+        patch_to_column(pc, pw, w["pg_snow"], w["snow_g"])
+        patch_to_column(pc, pw, w["qevap_soi"], w["evap_g"])
         w["qsub"][...] = np.where(h2osno > 0.0, w["evap_g"], 0.0)
         w["h2osno_old"][...] = h2osno
         snow_water(dt, w["snow_g"], w["rain_g"], w["qsub"], forc_t, st.t_soisno, st.snow_ice, st.snow_liq,
@@ -479,7 +487,7 @@ class LandModel:
                    w["sub_excess"], st.frac_sno, w["adv_snow"], w["res_snow"])
         # ---- 9. soil and snow heat
         w["lw4"][...] = 4.0 * w["emg"] * SB * w["t_grnd"] ** 3
-        w["gnet"][...] = self.to_column(w["fgr"])
+        patch_to_column(pc, pw, w["fgr"], w["gnet"])
         w["dgnet"][...] = -self.to_column(w["cgrnd"]) - w["lw4"] * self._wsum
         soil_snow_temperature(dt, self.z, self.zi, self.dz, sp.watsat, sp.sucsat, sp.bsw, sp.tkmg, sp.tkdry,
                               sp.csol, w["gnet"], w["dgnet"], 0.0, st.t_soisno, st.h2osoi_liq, st.h2osoi_ice,
@@ -500,7 +508,7 @@ class LandModel:
         w["fsh"] += dsh
         w["fgr"] -= (w["cgrnd"] + lw4_p) * dtg_p
         sub_taken = w["qsub"] - w["sub_excess"]  # evaporation the snow pack supplied (mm/s)
-        w["evap_g"][...] = self.to_column(w["qevap_soi"])
+        patch_to_column(pc, pw, w["qevap_soi"], w["evap_g"])
         snow_age_bats(dt, w["t_grnd"] + dtg, st.snow_ice + st.snow_liq, w["h2osno_old"], st.snow_age, st.snow_age)
         # ---- 10. soil water
         column_rootr(pc, pw, w["qtran"], w["rootr"], w["qtran_col"], w["rootr_col"])
@@ -528,7 +536,7 @@ class LandModel:
         else:
             w["e_resid"][...] = np.nan  # not computed: the diagnostics say so
             w["w_resid"][...] = np.nan
-        self._totc_end, self._totn_end = (np.empty_like(w["totc"]), np.empty_like(w["totn"]))
+        self._totc_end, self._totn_end = self._totc_buf, self._totn_buf
         S.cn_totals(pc, pw, ps, cs, self._totc_end, self._totn_end)
         return StepDiagnostics(w["e_resid"].copy(), w["w_resid"].copy(), w["rc"].copy(), w["rn"].copy())
 
@@ -538,10 +546,7 @@ class LandModel:
         ps, cs, pf, cf = st.ps, st.cs, self.pf, self.cf
         nl = NLEVSOI
         # soil water potential (MPa) of the liquid water, CLM4.0 CNDecomp/CNPhenology: psi_sat s^-B, >= -15
-        vwc = st.h2osoi_liq[:, :nl] / (self.dz[:nl, None] * DENH2O)
-        s = np.clip(vwc / self.sp.watsat[:, :nl, None], 0.01, 1.0)
-        psi = self.sp.sucsat[:, :nl, None] * s ** (-self.sp.bsw[:, :nl, None]) * 9.8e-6
-        w["soilpsi"][...] = np.maximum(psi, -15.0)
+        DE.soil_water_potential(st.h2osoi_liq, self.dz, self.sp.watsat, self.sp.sucsat, self.sp.bsw, w["soilpsi"])
         t_year = float(time) % kf.SECONDS_PER_YEAR
         decl, _ = kf.orbit(t_year + 0.5 * dt)
         decl_prev, _ = kf.orbit((t_year - 0.5 * dt) % kf.SECONDS_PER_YEAR)
@@ -550,10 +555,10 @@ class LandModel:
         t_soi = np.ascontiguousarray(st.t_soisno[:, :nl])
         pf[...] = 0.0
         cf[...] = 0.0
-        S.cn_totals(pc, pw, ps, cs, w["totc"], w["totn"])
+        # w["totc"], w["totn"]: the totals step() took at its start; nothing before this wrote ps or cs
         AL.maintenance_respiration(pp, pc, t2m, t_soi, self.rootfr, pft, cons, ps, pf)
         AL.allocation_demand(pp, pc, pw, w["gpp"], pft, dt, ps, pf, cf)
-        DE.decomp_scalars(t_soi, w["soilpsi"], self.sucsat_pos[:, :nl].copy(), self.dz2[:, :nl].copy(), cf)
+        DE.decomp_scalars(t_soi, w["soilpsi"], self._sucsat_pos_soi, self._dz2_soi, cf)
         DE.decomp_potential(self.ad_factor, dt, cs, cf)
         AL.nitrogen_competition(dt, cs, cf)
         AL.allocation_fluxes(pp, pc, pw, pft, dt, ps, pf, cf)

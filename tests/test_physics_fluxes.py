@@ -19,6 +19,7 @@ from kernels.physics import canopy_hydrology as chm
 from kernels.physics import friction_velocity as fv
 from kernels.physics import photosynthesis as ph
 from kernels.physics import saturation as sat
+from kernels.physics.constants import GRAV, HSUB, HVAP, RGAS_MOL, RWAT, SB, VAI_MIN, VKC
 
 PFT = pft_record()
 CONS = constants_record()
@@ -79,16 +80,16 @@ def test_neutral_limit_gives_log_profile():
     obu = 1.0e12  # |L| >> z: neutral
     ustar, temp1, temp2, temp12m, temp22m = fv.friction_velocity(z, z0m, z0h, z0h, obu, u)
     # stable branch terms 5 z/L ~ 1e-10: relative error ~1e-10
-    assert ustar == pytest.approx(fv.VKC * u / math.log(z / z0m), rel=1e-9)
-    assert temp1 == pytest.approx(fv.VKC / math.log(z / z0h), rel=1e-9)
+    assert ustar == pytest.approx(VKC * u / math.log(z / z0m), rel=1e-9)
+    assert temp1 == pytest.approx(VKC / math.log(z / z0h), rel=1e-9)
     assert temp2 == temp1
-    assert temp12m == pytest.approx(fv.VKC / math.log((2.0 + z0h) / z0h), rel=1e-9)
+    assert temp12m == pytest.approx(VKC / math.log((2.0 + z0h) / z0h), rel=1e-9)
     assert temp22m == temp12m
     ustar_u, *_ = fv.friction_velocity(z, z0m, z0h, z0h, -obu, u)
     assert ustar_u == pytest.approx(ustar, rel=1e-9)
     ram, rah, raw = fv.aerodynamic_resistances(ustar, u, temp1, temp2)
-    assert ram == pytest.approx(math.log(z / z0m) ** 2 / (fv.VKC ** 2 * u), rel=1e-9)
-    assert rah == pytest.approx(math.log(z / z0m) * math.log(z / z0h) / (fv.VKC ** 2 * u), rel=1e-9)
+    assert ram == pytest.approx(math.log(z / z0m) ** 2 / (VKC ** 2 * u), rel=1e-9)
+    assert rah == pytest.approx(math.log(z / z0m) * math.log(z / z0h) / (VKC ** 2 * u), rel=1e-9)
     assert raw == rah
 
 
@@ -223,7 +224,7 @@ def test_stomatal_conductance_follows_ball_berry_at_solution():
             rs, psn, ci, vcmax, cs, es = ph.stomata_leaf(apar, tl, e_i, rh * e_i, o2, co2, rb, 1.0, pbot, tl, ivt, PFT,
                                                          CONS)
             assert rs < CONS.rsmax0 and psn > 0.0 and 0.0 < ci < co2
-            cf = pbot / (ph.RGAS * tl) * 1.0e6
+            cf = pbot / (RGAS_MOL * tl) * 1.0e6
             gs = cf / rs  # umol m-2 s-1
             hs = es / e_i
             bb = PFT.mp[ivt] * psn * pbot * hs / cs + CONS.bp  # Ball-Berry, CLM4 section 8.1
@@ -235,44 +236,8 @@ def test_night_stomata_closed():
     rs, psn, ci, vc, cs, es = ph.stomata_leaf(0.0, 290.0, 1900.0, 1000.0, 0.209e5, 38.0, 30.0, 1.0, 1e5, 290.0,
                                               C3_GRASS, PFT, CONS)
     assert psn == 0.0
-    cf = 1e5 / (ph.RGAS * 290.0) * 1e6
+    cf = 1e5 / (RGAS_MOL * 290.0) * 1e6
     assert rs == pytest.approx(min(CONS.rsmax0, cf / CONS.bp), rel=1e-14)
-
-
-def _soil_column(nlev=10, theta=0.3, tsoi=290.0, ice=0.0, nmem=1):
-    dz = np.full((1, nlev), 0.1)
-    watsat = np.full((1, nlev), 0.45)
-    sucsat = np.full((1, nlev), 200.0)
-    bsw = np.full((1, nlev), 6.0)
-    liq = np.full((1, nlev, nmem), theta * 0.1 * 1000.0)
-    ic = np.full((1, nlev, nmem), ice)
-    t = np.full((1, nlev, nmem), tsoi)
-    return liq, ic, t, dz, watsat, sucsat, bsw
-
-
-def _btran(theta, tsoi=290.0, ivt=BDT_TREE, nlev=10):
-    liq, ic, t, dz, watsat, sucsat, bsw = _soil_column(nlev, theta, tsoi)
-    rootfr = np.full((1, nlev), 1.0 / nlev)
-    out_b = np.zeros((1, 1))
-    out_r = np.zeros((1, nlev, 1))
-    ph.soil_water_stress(np.array([0]), np.array([ivt]), rootfr, liq, ic, t, dz, watsat, sucsat, bsw, PFT.smpso,
-                         PFT.smpsc, out_b, out_r)
-    return out_b[0, 0], out_r[0, :, 0], rootfr[0]
-
-
-def test_btran_wet_dry_frozen():
-    b, r, rootfr = _btran(0.45)  # saturated: psi = -sucsat > smpso
-    assert b == pytest.approx(1.0, abs=1e-14)
-    np.testing.assert_allclose(r, rootfr, rtol=0, atol=1e-15)
-    # below wilting: psi(theta) < smpsc -> zero. theta for psi = smpsc: 0.45 (200/2.24e5)^(1/6) ~ 0.14
-    b, r, _ = _btran(0.05)
-    assert b == 0.0 and np.all(r == 0.0)
-    b, r, _ = _btran(0.45, tsoi=270.0)  # frozen below tfrz - 2 K
-    assert b == 0.0
-    bs = [_btran(th)[0] for th in (0.15, 0.18, 0.2, 0.25, 0.3)]
-    assert all(0.0 <= x <= 1.0 for x in bs) and all(np.diff(bs) >= 0.0) and bs[0] < bs[-1]
-    b, r, _ = _btran(0.18)
-    assert 0.0 < b < 1.0 and r.sum() == pytest.approx(1.0, abs=1e-14)
 
 
 def test_photosynthesis_kernel_sun_shade_and_gpp():
@@ -326,7 +291,7 @@ def test_canopy_hydrology_water_budget_and_limits():
     assert np.max(np.abs(resid)) < 1e-9
     np.testing.assert_allclose((intr - drip) * dt, w - h2ocan, rtol=0, atol=1e-9)
     vai = elai + esai
-    veg = vai >= chm.VAI_MIN
+    veg = vai >= VAI_MIN
     assert np.all(w[veg] <= 0.1 * vai[veg] * (1 + 1e-12))
     assert np.all(w[~veg] == h2ocan[~veg]) and np.all(intr[~veg] == 0.0)
     np.testing.assert_allclose(grnd_r[~veg], np.broadcast_to(rain, w.shape)[~veg], rtol=0, atol=0)
@@ -352,7 +317,7 @@ FLUX_KEYS = ("t_veg h2ocan fsh fsh_v fsh_g lh fctr fcev fgev tran evapcan evapso
 
 def run_fluxes(pfts, nm=2, elai=4.0, esai=0.5, htop=20.0, tg=295.0, ta=298.0, q=0.012, qg=None, sabv=None,
                sabg=None, wind=3.0, lw=380.0, h2ocan=0.0, btran=1.0, snowdp=0.0, par=150.0, soilbeta=1.0,
-               t_veg=None, emg=0.96, htvp=cfm.HVAP, dt=1800.0):
+               t_veg=None, emg=0.96, htvp=HVAP, dt=1800.0):
     """One canopy_fluxes call on one column holding the given PFT patches; scalars or (npatch,) arrays."""
     npch = len(pfts)
     col = np.zeros(npch, np.int64)
@@ -372,7 +337,7 @@ def run_fluxes(pfts, nm=2, elai=4.0, esai=0.5, htop=20.0, tg=295.0, ta=298.0, q=
         qg = 0.9 * sat.qsat(tg, 1e5)[2]
     dqgdt = sat.qsat(tg, 1e5)[3] * qg / sat.qsat(tg, 1e5)[2]
     sv = P(sabv) if sabv is not None else 400.0 * (1 - np.exp(-0.5 * vai))
-    sv[vai < cfm.VAI_MIN] = 0.0  # no canopy, no canopy absorption (as CLM4's two-stream gives)
+    sv[vai < VAI_MIN] = 0.0  # no canopy, no canopy absorption (as CLM4's two-stream gives)
     sg = P(sabg) if sabg is not None else 450.0 - sv
     laisun = el * 0.4
     laisha = el * 0.6
@@ -402,7 +367,7 @@ CONDITIONS = {
     "wet_canopy": dict(h2ocan=0.4, q=0.010),
     "stable": dict(sabv=0.0, sabg=0.0, par=0.0, lw=280.0, tg=270.0, ta=280.0, q=0.004, wind=1.0),
     "unstable": dict(tg=320.0, ta=300.0, wind=1.0, q=0.008),
-    "dew_frost": dict(sabv=0.0, sabg=0.0, par=0.0, lw=250.0, tg=265.0, ta=268.0, q=0.0028, htvp=cfm.HSUB),
+    "dew_frost": dict(sabv=0.0, sabg=0.0, par=0.0, lw=250.0, tg=265.0, ta=268.0, q=0.0028, htvp=HSUB),
     "strong_wind": dict(wind=15.0),
 }
 
@@ -476,7 +441,7 @@ def test_2m_temperature_between_surface_and_forcing_near_neutral(dtg):
     thm_bare = ta + 0.0098 * (30.0 + 0.01)
     pfts = [0, C3_GRASS, BDT_TREE]
     htop = np.array([0.0, 0.5, 20.0])
-    o = run_fluxes(pfts, tg=thm_bare + dtg, ta=ta, wind=8.0, sabv=0.0, sabg=0.0, par=0.0, lw=cfm.SB * ta ** 4,
+    o = run_fluxes(pfts, tg=thm_bare + dtg, ta=ta, wind=8.0, sabv=0.0, sabg=0.0, par=0.0, lw=SB * ta ** 4,
                    elai=np.array([0.0, 2.0, 4.0]), esai=np.array([0.0, 0.5, 1.0]), htop=htop)
     tsa = o["tsa"][0, 0]
     assert min(thm_bare, thm_bare + dtg) < tsa < max(thm_bare, thm_bare + dtg)
@@ -551,7 +516,7 @@ def test_ground_surface_state_alpha_beta_htvp():
                              *outs)
     qg, dqgdt, alpha, beta, htvp, z0mg = (o[:, 0] for o in outs)
     qs = sat.qsat(295.0, 1e5)
-    roverg = cfm.RWAT / fv.GRAV * 1000.0
+    roverg = RWAT / GRAV * 1000.0
     for i in range(ncol):
         s = min(max(theta[i] / 0.45, 0.01), 1.0)
         hr = math.exp(max(-1e8, -200.0 * s ** -6.0) / roverg / 295.0)
@@ -566,7 +531,7 @@ def test_ground_surface_state_alpha_beta_htvp():
     assert beta[2] == pytest.approx(0.25 * (1 - math.cos(math.pi * 0.10 / wfc)) ** 2, rel=1e-12)
     assert alpha[3] < 0.5 < alpha[2]  # very dry soil holds its water: humidity well below saturation
     assert qg[3] == 1e-4  # ... here below the air's, so CLM's override applies
-    assert htvp[3] == cfm.HSUB and htvp[0] == cfm.HVAP
+    assert htvp[3] == HSUB and htvp[0] == HVAP
     assert z0mg[4] == fv.Z0_SNOW and z0mg[0] == fv.Z0_SOIL
 
 
@@ -588,7 +553,7 @@ def test_canopy_water_budget_through_interception_and_evaporation():
     vai = elai + esai
     qs = sat.qsat(297.0, 1e5)
     cfm.canopy_fluxes(np.zeros(npch, np.int64), np.array(pfts), C(298.0), C(0.011), C(1e5), C(3.0), C(390.0),
-                      C(297.0), C(0.9 * qs[2]), C(0.9 * qs[3]), C(1.0), C(cfm.HVAP), C(0.01), C(0.96), C(0.0), elai,
+                      C(297.0), C(0.9 * qs[2]), C(0.9 * qs[3]), C(1.0), C(HVAP), C(0.01), C(0.96), C(0.0), elai,
                       esai, np.array([[20.0], [30.0], [0.5], [0.0]]) * np.ones((1, nm)), 300 * (1 - np.exp(-0.5 * vai)),
                       100 + 300 * np.exp(-0.5 * vai), 1 - np.exp(-vai), 0.4 * elai, 0.6 * elai,
                       np.full((npch, nm), 120.0), np.full((npch, nm), 30.0), np.ones((npch, nm)), w1, fwet, fdry,

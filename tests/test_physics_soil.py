@@ -17,8 +17,9 @@ from kernels.physics.soil_hydrology import soil_water
 from kernels.physics.soil_layers import (
     NLEVGRND, NLEVSOI, STUDY_BANDS_M, band_weights, soil_levels, to_depth_bands,
 )
+from kernels.physics.constants import HFUS, TFRZ
 from kernels.physics.soil_properties import (
-    HFUS, TFRZ, SoilParams, column_rootr, patch_root_fractions, root_fractions,
+    SoilParams, column_rootr, patch_root_fractions, root_fractions,
     soil_heat_capacity, soil_params, soil_thermal_conductivity, soil_water_stress,
 )
 from kernels.physics.soil_temperature import (
@@ -216,6 +217,40 @@ def test_water_stress_and_column_rootr():
     assert qc[0, 0] == pytest.approx(0.7 * 2e-5 + 0.3 * 1e-5, rel=1e-15)
     np.testing.assert_allclose(rc[0, :, 0].sum(), 1.0, rtol=0, atol=1e-14)
     assert np.all(rc[0, :, 2] == 0.0)
+
+
+def _btran(theta, tsoi=290.0, ivt=pftcon.NBRDLF_DCD_TMP_TREE):
+    """BTRAN, rootr and rootfr of one patch on a uniform column (watsat 0.45, psi_sat -200 mm, b 6, 0.1 m
+    layers) with volumetric liquid water ``theta`` and temperature ``tsoi`` (K) in every soil layer."""
+    rec = pftcon.pft_record()
+    dz = np.full(NLEVGRND, 0.1)
+    watsat = np.full((1, NLEVGRND), 0.45)
+    sucsat = np.full((1, NLEVGRND), -200.0)
+    bsw = np.full((1, NLEVGRND), 6.0)
+    liq = np.full((1, NLEVGRND, 1), theta * 0.1 * 1000.0)
+    ice = np.zeros_like(liq)
+    t = np.full((1, NLEVGRND, 1), tsoi)
+    rootfr = np.full((1, NLEVSOI), 1.0 / NLEVSOI)
+    out_r = np.zeros((1, NLEVSOI, 1))
+    out_b = np.zeros((1, 1))
+    soil_water_stress(np.array([0]), np.array([ivt]), rootfr, rec.smpso, rec.smpsc, dz, watsat, sucsat, bsw, liq,
+                      ice, t, out_r, out_b)
+    return out_b[0, 0], out_r[0, :, 0], rootfr[0]
+
+
+def test_btran_wet_dry_frozen():
+    b, r, rootfr = _btran(0.45)  # saturated: psi = psi_sat > smpso
+    assert b == pytest.approx(1.0, abs=1e-14)
+    np.testing.assert_allclose(r, rootfr, rtol=0, atol=1e-15)
+    # below wilting: psi(theta) < smpsc -> zero. theta for psi = smpsc: 0.45 (200/2.24e5)^(1/6) ~ 0.14
+    b, r, _ = _btran(0.05)
+    assert b == 0.0 and np.all(r == 0.0)
+    b, r, _ = _btran(0.45, tsoi=270.0)  # frozen below tfrz - 2 K
+    assert b == 0.0
+    bs = [_btran(th)[0] for th in (0.15, 0.18, 0.2, 0.25, 0.3)]
+    assert all(0.0 <= x <= 1.0 for x in bs) and all(np.diff(bs) >= 0.0) and bs[0] < bs[-1]
+    b, r, _ = _btran(0.18)
+    assert 0.0 < b < 1.0 and r.sum() == pytest.approx(1.0, abs=1e-14)
 
 
 # ---------------------------------------------------------------------------------- heat
@@ -635,3 +670,44 @@ def test_coupled_year_with_snow_and_frozen_soil_closes_budgets():
     w_end = (heat.liq + heat.ice).sum(axis=1) + heat.si + heat.sl
     np.testing.assert_allclose(w_end - w_start, w_in, rtol=0, atol=8760 * WATER_TOL_MM)
     np.testing.assert_allclose(heat.heat() - h_start, e_in, rtol=0, atol=8760 * ENERGY_TOL_WM2 * dt)
+
+
+# ---------------------------------------------------------------------------------- driver helpers
+def test_patch_to_column_sums_in_patch_order():
+    """Weighted patch -> column sums equal the NumPy sum in patch order bit for bit (the driver's
+    column budgets rely on it); a column without patches gets 0."""
+    from kernels.physics.subgrid_average import patch_to_column
+
+    rng = np.random.default_rng(3)
+    col = np.array([0, 0, 0, 2, 2], dtype=np.int64)
+    wt = np.array([0.2, 0.3, 0.5, 0.6, 0.4])
+    x = rng.normal(size=(5, 4))
+    out = np.full((3, 4), np.nan)
+    patch_to_column(col, wt, x, out)
+    ref = np.zeros((3, 4))
+    for p in range(5):
+        ref[col[p]] += wt[p] * x[p]
+    assert np.array_equal(out, ref)
+    assert np.all(out[1] == 0.0)
+
+
+def test_soil_water_potential_matches_clm_formula():
+    """CN soil water potential psi_sat s^-B 9.8e-6 MPa, s clipped to [0.01, 1], psi >= -15 MPa."""
+    from kernels.physics.cn_decomposition import soil_water_potential
+
+    P = _params("loam", "clay")
+    liq = np.zeros((2, NLEVGRND, 3))
+    wet = P.watsat[:, :NLEVSOI] * DZ[:NLEVSOI] * 1000.0
+    liq[:, :NLEVSOI, 0] = wet  # saturated: psi = psi_sat
+    liq[:, :NLEVSOI, 1] = 0.5 * wet
+    liq[:, :NLEVSOI, 2] = 1e-6 * wet  # s clipped at 0.01, psi clipped at -15 MPa
+    out = np.empty((2, NLEVSOI, 3))
+    soil_water_potential(liq, DZ, P.watsat, P.sucsat, P.bsw, out)
+    sat = P.sucsat[:, :NLEVSOI] * 9.8e-6
+    np.testing.assert_allclose(out[:, :, 0], sat, rtol=1e-14, atol=0)  # round-off of s = 1 only
+    half = np.maximum(P.sucsat[:, :NLEVSOI] * 0.5 ** (-P.bsw[:, :NLEVSOI]) * 9.8e-6, -15.0)  # clay: < -15
+    np.testing.assert_allclose(out[:, :, 1], half, rtol=1e-12, atol=0)  # s = 0.5 up to round-off
+    assert np.all(out[0, :, 1] > -15.0) and np.all(out[1, :, 1] == -15.0)  # both branches are exercised
+    expect_dry = np.maximum(P.sucsat[:, :NLEVSOI] * 0.01 ** (-P.bsw[:, :NLEVSOI]) * 9.8e-6, -15.0)
+    np.testing.assert_allclose(out[:, :, 2], expect_dry, rtol=1e-12, atol=0)
+    assert np.all(out >= -15.0)

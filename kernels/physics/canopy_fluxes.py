@@ -50,15 +50,15 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
-from kernels.physics.constants import CPAIR, DENH2O, DENICE, HSUB, HVAP, RAIR, RWAT, SB
+from kernels.physics.constants import (
+    CPAIR, DENH2O, DENICE, GRAV, HSUB, HVAP, RAIR, RWAT, SB, SMPMIN, VAI_MIN, VKC,
+)
 from kernels.physics.friction_velocity import (
-    GRAV,
-    VKC,
     Z0_SNOW,
     Z0_SOIL,
     canopy_roughness,
     friction_velocity,
-    momentum_and_heat_profiles,
+    momentum_and_heat_profiles_ln,
     monin_obukhov_ini,
     profile_scalar,
     update_obukhov,
@@ -69,16 +69,13 @@ from kernels.physics.saturation import qsat
 # Physical constants of CLM4 (clm_varcon/shr_const): Stefan-Boltzmann SB (W m-2 K-4), specific heat of
 # dry air CPAIR (J kg-1 K-1), latent heats of vaporisation HVAP and sublimation HSUB = HVAP + HFUS
 # (J/kg; CLM4's hsub = SHR_CONST_LATSUB = 2.8347e6), gas constants of dry air RAIR and water vapour
-# RWAT (J kg-1 K-1), densities of liquid water DENH2O and ice DENICE (kg m-3): imported above from
-# kernels.physics.constants.
+# RWAT (J kg-1 K-1), densities of liquid water DENH2O and ice DENICE (kg m-3), gravity GRAV (m s-2),
+# von Karman VKC, the minimum soil matric potential SMPMIN (mm) and the bare-ground threshold VAI_MIN of
+# LAI+SAI: imported above from kernels.physics.constants.
 #: Turbulent transfer coefficient between the ground and the canopy air (CLM ``csoilc``).
 CSOILC = 0.004
 #: Kinematic viscosity of air (m2/s) in the bare-soil z0h and C_s relations.
 KVISC = 1.5e-5
-#: Minimum soil matric potential (mm), CLM ``smpmin``.
-SMPMIN = -1.0e8
-#: LAI+SAI below which a patch is treated as bare ground (CLM ``frac_veg_nosno`` = 0).
-VAI_MIN = 0.05
 
 # CLM4.0 CanopyFluxes iteration constants.
 _DELMAX = 1.0  # maximum change of T_v in one iteration (K)
@@ -249,6 +246,10 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 w_ext = math.exp(-vai)
                 fsno_dl = snowdp[c, m] / _Z_DL
                 elai_dl = _LAI_DL * (1.0 - min(fsno_dl, 1.0))
+                # iteration-invariant factors of cfl, rdl and the log-law part of the profiles
+                sqrt_dleaf = math.sqrt(dleaf)
+                exp_elai_dl = math.exp(-elai_dl)
+                ln_zldis_z0 = math.log(zldis / z0mv)
                 del_ = 0.0
                 efeb = 0.0
                 obuold = 0.0
@@ -275,7 +276,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 tran = 0.0
                 sh_veg = 0.0
                 while itlef <= ITMAX:
-                    ustar, temp1 = momentum_and_heat_profiles(zldis, z0mv, z0mv, obu, um)
+                    ustar, temp1 = momentum_and_heat_profiles_ln(zldis, z0mv, obu, um, ln_zldis_z0)
                     temp2 = temp1  # z0q = z0h and equal forcing heights
                     obu_fv = obu
                     tlbef = tv
@@ -284,7 +285,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     rah1 = 1.0 / (temp1 * ustar)
                     raw1 = 1.0 / (temp2 * ustar)
                     uaf = um * math.sqrt(1.0 / (ram1 * um))
-                    cfl = 0.01 / (math.sqrt(uaf) * math.sqrt(dleaf))
+                    cfl = 0.01 / (math.sqrt(uaf) * sqrt_dleaf)
                     rb = 1.0 / (cfl * uaf)
                     csoilb = VKC / (0.13 * (z0mg[c, m] * uaf / KVISC) ** 0.45)
                     ri = (GRAV * htop[p, m] * (taf - tg)) / (taf * uaf * uaf)
@@ -326,7 +327,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                         tran = 0.0
                     wtaq = 1.0 / raw1
                     wtlq = vai / rb * rpp
-                    rdl = (1.0 - math.exp(-elai_dl)) / (0.004 * uaf)
+                    rdl = (1.0 - exp_elai_dl) / (0.004 * uaf)
                     if delq < 0.0:
                         wtgq = 1.0 / (raw2 + rdl)
                     else:
@@ -505,6 +506,6 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
 
 
 __all__ = [
-    "CPAIR", "CSOILC", "HSUB", "HVAP", "ITMAX", "SB", "VAI_MIN", "air_density", "canopy_fluxes",
+    "CSOILC", "ITMAX", "air_density", "canopy_fluxes",
     "field_capacity", "ground_surface_state",
 ]

@@ -28,11 +28,10 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
+from kernels.physics.constants import VAI_MIN
 
 #: Maximum canopy water per unit leaf+stem area (mm), CLM ``dewmx``.
 DEWMX = 0.1
-#: LAI+SAI below which a patch has no exposed canopy (CLM ``frac_veg_nosno`` threshold).
-VAI_MIN = 0.05
 
 
 @njit
@@ -107,4 +106,4 @@ def canopy_hydrology(patch_col, forc_rain, forc_snow, elai, esai, h2ocan, dt, ou
             out_fdry[p, m] = fdry
 
 
-__all__ = ["DEWMX", "VAI_MIN", "canopy_hydrology", "interception_fraction", "wet_fraction"]
+__all__ = ["DEWMX", "canopy_hydrology", "interception_fraction", "wet_fraction"]

@@ -62,12 +62,11 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
+from kernels.physics.constants import TFRZ
 
 #: number of solar bands (0 visible, 1 near-infrared), CLM's ``numrad``
 NUMRAD = 2
 
-#: freezing temperature of water (K), CLM4.0 ``tfrz`` (SHR_CONST_TKFRZ)
-TFRZ = 273.15
 
 #: single-scattering albedo of intercepted snow by band (tech note ch. 3.1, CLM4.0 ``omegas``)
 OMEGAS_VIS = 0.8
@@ -371,7 +370,6 @@ def solar_fluxes(coszen, forc_solad, forc_solai, elai, esai, patch_col, albgrd, 
 
 __all__ = [
     "NUMRAD",
-    "TFRZ",
     "canopy_two_stream",
     "leaf_orientation",
     "solar_fluxes",

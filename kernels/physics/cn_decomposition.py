@@ -43,11 +43,12 @@ import numpy as np
 
 from kernels._jit import njit
 from kernels.physics.cn_state import (
-    ANNSUM_NPP, CWDC, DAYSPYR, G_ACTUAL_IMMOB, G_CLAMP_C, G_CLAMP_N, G_CWDC_LOSS, G_DENIT,
+    ANNSUM_NPP, CWDC, G_ACTUAL_IMMOB, G_CLAMP_C, G_CLAMP_N, G_CWDC_LOSS, G_DENIT,
     G_DENIT_EXCESS, G_FPI, G_GROSS_NMIN, G_HR, G_LEACHED, G_NDEP, G_NET_NMIN, G_NFIX, G_PC0, G_PMNF0,
     G_POTENTIAL_IMMOB, G_SMINN_TO_PLANT, G_T_SCALAR, G_W_SCALAR, LITR1C, LITR2C, LITR3C, NCOL_C,
-    SECSPDAY, SMINN, SOIL1C, NTRANS,
+    SMINN, SOIL1C, NTRANS, clamp_negative_pools,
 )
+from kernels.physics.constants import DAYSPYR, DENH2O, SECSPDAY
 
 #: SOM C:N ratios of soil1..soil4 (Biome-BGC v4.2.0).
 CN_SOIL = np.array([12.0, 12.0, 10.0, 10.0])
@@ -81,6 +82,23 @@ def step_fraction(k_daily, dt):
     """Discrete decay fraction per step of length dt (s) for a daily fraction ``k_daily``:
     1 - exp(ln(1 - k) dt/86400) (CLM4.0 CNDecomp)."""
     return 1.0 - math.exp(math.log(1.0 - k_daily) * dt / SECSPDAY)
+
+
+@njit
+def soil_water_potential(h2osoi_liq, dz, watsat, sucsat, bsw, out_soilpsi):
+    """Soil water potential (MPa) of the liquid water that CLM4.0 CNDecomp and CNPhenology use:
+    psi = psi_sat s^-B 9.8e-6 MPa/mm, s = clamp(theta_liq / theta_sat, 0.01, 1), limited to >= -15 MPa.
+
+    ``h2osoi_liq[c, lev, m]`` (kg m-2), ``dz[lev]`` (m), ``watsat``, ``sucsat`` (mm, < 0), ``bsw`` (1)
+    ``[c, lev]``; fills ``out_soilpsi[c, lev, m]`` for the first ``out_soilpsi.shape[1]`` levels.
+    """
+    ncol, nlev, nm = out_soilpsi.shape
+    for c in range(ncol):
+        for j in range(nlev):
+            dzw = dz[j] * DENH2O
+            for m in range(nm):
+                s = min(max(h2osoi_liq[c, j, m] / dzw / watsat[c, j], 0.01), 1.0)
+                out_soilpsi[c, j, m] = max(sucsat[c, j] * s ** (-bsw[c, j]) * 9.8e-6, -15.0)
 
 
 @njit
@@ -229,13 +247,7 @@ def decomposition(dt, cs, cf):
             cf[G_ACTUAL_IMMOB, c, m] = immob
             cf[G_NET_NMIN, c, m] = dsminn
             cf[G_DENIT, c, m] = denit
-            for i in range(2 * NCOL_C + 1):
-                if cs[i, c, m] < 0.0:
-                    if i < NCOL_C:
-                        cf[G_CLAMP_C, c, m] += -cs[i, c, m] / dt
-                    else:
-                        cf[G_CLAMP_N, c, m] += -cs[i, c, m] / dt
-                    cs[i, c, m] = 0.0
+            clamp_negative_pools(cs, c, m, NCOL_C, 2 * NCOL_C + 1, -1, dt, cf, G_CLAMP_C, G_CLAMP_N)
 
 
 @njit
@@ -304,6 +316,7 @@ def ad_exit(ad_factor, cs, out_added_c, out_added_n):
 
 
 __all__ = [
+    "soil_water_potential",
     "AD_FACTORS_CLM40", "AD_FACTORS_CLM45", "AD_FACTORS_OFF", "CN_SOIL", "ad_exit", "decomp_potential",
     "decomp_scalars", "decomposition", "nfix_rate", "nitrogen_inputs_losses", "step_fraction",
 ]

@@ -43,15 +43,15 @@ import math
 
 from kernels._jit import njit
 from kernels.physics.cn_state import (
-    BGLFR, BGTR, CWDC, DAYS_ACTIVE, DAYSPYR, DORMANT_FLAG, F_AR, F_CLAMP_C, F_CLAMP_N,
+    BGLFR, BGTR, CWDC, DAYS_ACTIVE, DORMANT_FLAG, F_AR, F_CLAMP_C, F_CLAMP_N,
     F_FROOTC_TO_LITTER, F_GR, F_LEAFC_TO_LITTER, F_LEAFN_TO_RETRANSN, F_LITFALL_C, F_LITFALL_N,
     F_MORT_C, FROOTC, GRESP_STORAGE, GRESP_XFER, LEAFC, LGSF, LITR1C, LITR2C, LITR3C,
     LIVECROOTC, LIVESTEMC, NC0, NCOL_C, NTISSUE, OFFSET_COUNTER, OFFSET_FDD, OFFSET_FLAG, OFFSET_SWI,
     ONSET_COUNTER, ONSET_FDD, ONSET_FLAG, ONSET_GDD, ONSET_GDDFLAG, ONSET_SWI, ANNAVG_T2M,
-    PREV_FROOTC_TO_LITTER, PREV_LEAFC_TO_LITTER, RETRANSN, SECSPDAY,
+    PREV_FROOTC_TO_LITTER, PREV_LEAFC_TO_LITTER, RETRANSN, XSMRPOOL, clamp_negative_pools,
 )
+from kernels.physics.constants import DAYSPYR, SECSPDAY, TFRZ
 
-TFRZ = 273.15
 #: CLM4.0 CNPhenology constants (Biome-BGC v4.1.2 / White et al. 1997).
 CRIT_DAYL = 39300.0  # s, critical day length for seasonal-deciduous offset
 NDAYS_ON = 30.0  # days of the onset period
@@ -83,11 +83,11 @@ def _near(a, b, dt):
 
 
 @njit
-def _season_decid_flags(ps, p, m, soilt, dayl, prev_dayl, dt):
-    """CLM4.0 CNSeasonDecidPhenology flag logic for one patch/member. Returns (onset_now, flush)."""
-    fracday = dt / SECSPDAY
-    ws_flag = 1.0 if dayl >= prev_dayl else 0.0
-    onset_now = False
+def _count_down_periods(ps, p, m, dt):
+    """Count the offset and onset periods of patch p, member m down by dt (s), as CLM4.0
+    CNSeasonDecidPhenology and CNStressDecidPhenology both do: at the end of the offset period the patch
+    becomes dormant; returns True at the end of the onset period (CLM4 zeroes the transfer pools there;
+    we display the remainder instead)."""
     flush = False
     if ps[OFFSET_FLAG, p, m] == 1.0:
         ps[OFFSET_COUNTER, p, m] -= dt
@@ -103,7 +103,17 @@ def _season_decid_flags(ps, p, m, soilt, dayl, prev_dayl, dt):
         if ps[ONSET_COUNTER, p, m] < 0.5 * dt:
             ps[ONSET_FLAG, p, m] = 0.0
             ps[ONSET_COUNTER, p, m] = 0.0
-            flush = True  # CLM4 zeroes the transfer pools here; we display the remainder instead
+            flush = True
+    return flush
+
+
+@njit
+def _season_decid_flags(ps, p, m, soilt, dayl, prev_dayl, dt):
+    """CLM4.0 CNSeasonDecidPhenology flag logic for one patch/member. Returns (onset_now, flush)."""
+    fracday = dt / SECSPDAY
+    ws_flag = 1.0 if dayl >= prev_dayl else 0.0
+    onset_now = False
+    flush = _count_down_periods(ps, p, m, dt)
     if ps[DORMANT_FLAG, p, m] == 1.0:
         if ps[ONSET_GDDFLAG, p, m] == 0.0 and ws_flag == 1.0:
             ps[ONSET_GDDFLAG, p, m] = 1.0
@@ -137,22 +147,7 @@ def _stress_decid_flags(ps, p, m, soilt, psi, dayl, leaf_long, dt):
     """CLM4.0 CNStressDecidPhenology flag logic for one patch/member. Returns (onset_now, flush)."""
     fracday = dt / SECSPDAY
     onset_now = False
-    flush = False
-    if ps[OFFSET_FLAG, p, m] == 1.0:
-        ps[OFFSET_COUNTER, p, m] -= dt
-        if ps[OFFSET_COUNTER, p, m] < 0.5 * dt:
-            ps[OFFSET_FLAG, p, m] = 0.0
-            ps[OFFSET_COUNTER, p, m] = 0.0
-            ps[DORMANT_FLAG, p, m] = 1.0
-            ps[DAYS_ACTIVE, p, m] = 0.0
-            ps[PREV_LEAFC_TO_LITTER, p, m] = 0.0
-            ps[PREV_FROOTC_TO_LITTER, p, m] = 0.0
-    if ps[ONSET_FLAG, p, m] == 1.0:
-        ps[ONSET_COUNTER, p, m] -= dt
-        if ps[ONSET_COUNTER, p, m] < 0.5 * dt:
-            ps[ONSET_FLAG, p, m] = 0.0
-            ps[ONSET_COUNTER, p, m] = 0.0
-            flush = True
+    flush = _count_down_periods(ps, p, m, dt)
     if ps[DORMANT_FLAG, p, m] == 1.0:
         if ps[ONSET_GDDFLAG, p, m] == 0.0 and soilt < TFRZ:
             ps[ONSET_FDD, p, m] += fracday
@@ -406,15 +401,7 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
             pf[F_MORT_C, p, m] = mort_c
 
             # ---- round-off clamps of the patch pools touched here (accounted) ----
-            for i in range(NC0 + 20):
-                if i == 21:  # xsmrpool may be negative (debt)
-                    continue
-                if ps[i, p, m] < 0.0:
-                    if i < NC0:
-                        pf[F_CLAMP_C, p, m] += -ps[i, p, m] / dt
-                    else:
-                        pf[F_CLAMP_N, p, m] += -ps[i, p, m] / dt
-                    ps[i, p, m] = 0.0
+            clamp_negative_pools(ps, p, m, NC0, NC0 + 20, XSMRPOOL, dt, pf, F_CLAMP_C, F_CLAMP_N)  # xsmrpool: debt
 
             tot_c = lit_c1 + lit_c2 + lit_c3 + cwd_c
             tot_n = lit_n1 + lit_n2 + lit_n3 + cwd_n

@@ -60,9 +60,6 @@ import numpy as np
 
 from kernels._jit import njit
 
-#: Seconds per day and days per year of CLM4 (``secspday``, ``dayspyr`` without leap years).
-SECSPDAY = 86400.0
-DAYSPYR = 365.0
 
 
 @dataclass(frozen=True)
@@ -404,6 +401,23 @@ def check_state(state: np.ndarray, table, where: str = "") -> None:
 
 
 @njit
+def clamp_negative_pools(x, j, m, nc, n, skip, dt, flux, i_clamp_c, i_clamp_n):
+    """Round-off clamp of packed pools ``x[i, j, m]``, i = 0..n-1 (i < nc carbon, else nitrogen; pool
+    ``skip`` may stay negative, -1 for none): a negative pool is set to 0 and the added mass (g m-2) / dt
+    (s) is accumulated into ``flux[i_clamp_c, j, m]`` or ``flux[i_clamp_n, j, m]`` (g m-2 s-1), so the
+    C and N budgets stay closed (CLM4.0 CNPrecisionControl, done where the pools are changed)."""
+    for i in range(n):
+        if i == skip:
+            continue
+        if x[i, j, m] < 0.0:
+            if i < nc:
+                flux[i_clamp_c, j, m] += -x[i, j, m] / dt
+            else:
+                flux[i_clamp_n, j, m] += -x[i, j, m] / dt
+            x[i, j, m] = 0.0
+
+
+@njit
 def cn_totals(patch_col, patch_wt, ps, cs, out_totc, out_totn):
     """Total ecosystem C (gC/m2) and N (gN/m2) per column and member: column pools plus the
     patch pools weighted by ``patch_wt`` (fraction of the column). ``ps``/``cs`` packed patch/column
@@ -482,6 +496,7 @@ def budget_failure_message(resid_c: np.ndarray, resid_n: np.ndarray, tol_c: floa
 
 
 __all__ = [
+    "clamp_negative_pools",
     "COLUMN_FLUXES", "COLUMN_VARS", "CnVar", "PATCH_FLUXES", "PATCH_VARS", "allocate",
     "budget_failure_message", "check_state", "cn_budget_residuals", "cn_totals", "cold_start", "view",
 ]

@@ -21,6 +21,8 @@ HSUB = HVAP + HFUS
 CPAIR = 1.00464e3
 #: Universal gas constant (J K-1 kmol-1), SHR_CONST_RGAS.
 RGAS = 6.02214e26 * 1.38065e-23
+#: Universal gas constant per mole (J K-1 mol-1) as CLM4.0 Stomata writes it, SHR_CONST_RGAS * 0.001.
+RGAS_MOL = RGAS * 0.001
 #: Gas constant of dry air (J kg-1 K-1), SHR_CONST_RDAIR = RGAS / 28.966.
 RAIR = RGAS / 28.966
 #: Gas constant of water vapour (J kg-1 K-1), SHR_CONST_RWV = RGAS / 18.016.
@@ -41,6 +43,14 @@ CPICE = 2.11727e3
 TKWAT = 0.57
 TKICE = 2.290
 TKAIR = 0.023
+#: Thermal conductivity (W m-1 K-1) and volumetric heat capacity (J m-3 K-1) of bedrock, clm_varcon
+#: thk_bedrock, csol_bedrock.
+TKBEDROCK = 3.0
+CSOL_BEDROCK = 2.0e6
+#: Lower limit of the soil matric potential (mm), CLM4.0 smpmin (SoilHydrology, CanopyFluxes).
+SMPMIN = -1.0e8
+#: LAI + SAI (m2/m2) below which a patch has no canopy (CLM4.0 frac_veg_nosno threshold 0.05).
+VAI_MIN = 0.05
 #: Seconds per day and days per year of CLM's noleap calendar.
 SECSPDAY = 86400.0
 DAYSPYR = 365.0
@@ -51,6 +61,7 @@ CO2_PPMV_2002 = 373.45
 FORC_HGT = 30.0
 
 __all__ = [
-    "CO2_PPMV_2002", "CPAIR", "CPICE", "CPLIQ", "DAYSPYR", "DENH2O", "DENICE", "FORC_HGT", "GRAV", "HFUS",
-    "HSUB", "HVAP", "RAIR", "RGAS", "RWAT", "SB", "SECSPDAY", "TFRZ", "TKAIR", "TKICE", "TKWAT", "VKC",
+    "CO2_PPMV_2002", "CPAIR", "CPICE", "CPLIQ", "CSOL_BEDROCK", "DAYSPYR", "DENH2O", "DENICE", "FORC_HGT", "GRAV",
+    "HFUS", "HSUB", "HVAP", "RAIR", "RGAS", "RGAS_MOL", "RWAT", "SB", "SECSPDAY", "SMPMIN", "TFRZ", "TKAIR",
+    "TKBEDROCK", "TKICE", "TKWAT", "VAI_MIN", "VKC",
 ]

@@ -23,11 +23,8 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
+from kernels.physics.constants import GRAV, VKC
 
-#: von Karman constant (CLM ``vkc``).
-VKC = 0.4
-#: gravitational acceleration (m/s2) (CLM ``grav``).
-GRAV = 9.80616
 #: transition of the momentum flux-gradient relation to free convection (CLM ``zetam``).
 ZETAM = 1.574
 #: transition of the heat/moisture flux-gradient relation to free convection (CLM ``zetat``).
@@ -62,14 +59,20 @@ def psi_h_unstable(zeta):
 def profile_momentum(zldis, z0m, obu):
     """Integrated momentum profile Phi_m between z0m and zldis = z - d (m) for Monin-Obukhov length
     ``obu`` (m): ustar = k u / Phi_m; CLM ``FrictionVelocity``)."""
+    return _profile_momentum_ln(zldis, z0m, obu, math.log(zldis / z0m))
+
+
+@njit
+def _profile_momentum_ln(zldis, z0m, obu, ln_zldis_z0m):
+    """:func:`profile_momentum` with ln(zldis / z0m) given (used only for -ZETAM <= zeta <= 1)."""
     zeta = zldis / obu
     if zeta < -ZETAM:  # very unstable (free convection)
         return (math.log(-ZETAM * obu / z0m) - psi_m_unstable(-ZETAM) + psi_m_unstable(z0m / obu)
                 + 1.14 * ((-zeta) ** 0.333 - ZETAM ** 0.333))
     elif zeta < 0.0:  # unstable
-        return math.log(zldis / z0m) - psi_m_unstable(zeta) + psi_m_unstable(z0m / obu)
+        return ln_zldis_z0m - psi_m_unstable(zeta) + psi_m_unstable(z0m / obu)
     elif zeta <= 1.0:  # stable
-        return math.log(zldis / z0m) + 5.0 * zeta - 5.0 * z0m / obu
+        return ln_zldis_z0m + 5.0 * zeta - 5.0 * z0m / obu
     else:  # very stable
         return math.log(obu / z0m) + 5.0 - 5.0 * z0m / obu + (5.0 * math.log(zeta) + zeta - 1.0)
 
@@ -78,14 +81,20 @@ def profile_momentum(zldis, z0m, obu):
 def profile_scalar(zldis, z0h, obu):
     """Integrated heat (or moisture) profile Phi_h between z0h and zldis = z - d (m): theta* =
     k dtheta / Phi_h; CLM ``FrictionVelocity``)."""
+    return _profile_scalar_ln(zldis, z0h, obu, math.log(zldis / z0h))
+
+
+@njit
+def _profile_scalar_ln(zldis, z0h, obu, ln_zldis_z0h):
+    """:func:`profile_scalar` with ln(zldis / z0h) given (used only for -ZETAT <= zeta <= 1)."""
     zeta = zldis / obu
     if zeta < -ZETAT:  # very unstable
         return (math.log(-ZETAT * obu / z0h) - psi_h_unstable(-ZETAT) + psi_h_unstable(z0h / obu)
                 + 0.8 * (ZETAT ** (-0.333) - (-zeta) ** (-0.333)))
     elif zeta < 0.0:
-        return math.log(zldis / z0h) - psi_h_unstable(zeta) + psi_h_unstable(z0h / obu)
+        return ln_zldis_z0h - psi_h_unstable(zeta) + psi_h_unstable(z0h / obu)
     elif zeta <= 1.0:
-        return math.log(zldis / z0h) + 5.0 * zeta - 5.0 * z0h / obu
+        return ln_zldis_z0h + 5.0 * zeta - 5.0 * z0h / obu
     else:
         return math.log(obu / z0h) + 5.0 - 5.0 * z0h / obu + (5.0 * math.log(zeta) + zeta - 1.0)
 
@@ -118,6 +127,14 @@ def momentum_and_heat_profiles(zldis, z0m, z0h, obu, um):
     """The first two outputs of :func:`friction_velocity`: (ustar [m/s], temp1 = k/Phi_h [1]), for loops
     that need the 2-m profile only after their last iteration."""
     return VKC * um / profile_momentum(zldis, z0m, obu), VKC / profile_scalar(zldis, z0h, obu)
+
+
+@njit
+def momentum_and_heat_profiles_ln(zldis, z0, obu, um, ln_zldis_z0):
+    """:func:`momentum_and_heat_profiles` for z0m = z0h = ``z0`` (m) with ln(zldis / z0) given, for
+    iterations in which zldis and z0 stay fixed (the vegetated CanopyFluxes loop); same results."""
+    return (VKC * um / _profile_momentum_ln(zldis, z0, obu, ln_zldis_z0),
+            VKC / _profile_scalar_ln(zldis, z0, obu, ln_zldis_z0))
 
 
 @njit
@@ -200,9 +217,8 @@ def vegetation_roughness(patch_col, patch_pft, htop, elai, esai, z0mg, z0mr, dis
 
 
 __all__ = [
-    "ALPHA_AERO", "GRAV", "TLSAI_CRIT", "VKC", "Z0_SNOW", "Z0_SOIL", "ZETAM", "ZETAT",
+    "ALPHA_AERO", "TLSAI_CRIT", "Z0_SNOW", "Z0_SOIL", "ZETAM", "ZETAT",
     "aerodynamic_resistances", "canopy_roughness", "friction_velocity", "momentum_and_heat_profiles",
-    "monin_obukhov_ini",
-    "profile_momentum", "profile_scalar", "psi_h_unstable", "psi_m_unstable", "update_obukhov",
-    "vegetation_roughness",
+    "momentum_and_heat_profiles_ln", "monin_obukhov_ini", "profile_momentum", "profile_scalar", "psi_h_unstable",
+    "psi_m_unstable", "update_obukhov", "vegetation_roughness",
 ]

@@ -35,9 +35,8 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
+from kernels.physics.constants import SB
 
-#: Stefan-Boltzmann constant (W m-2 K-4), CESM ``SHR_CONST_STEBOL``
-SB = 5.67e-8
 
 #: emissivity of bare soil and of snow (tech note eq. 4.19)
 EMISS_SOIL = 0.96
@@ -172,7 +171,6 @@ __all__ = [
     "EMISS_SNOW",
     "EMISS_SOIL",
     "MUBAR_LW",
-    "SB",
     "canopy_emissivity",
     "ground_emission",
     "ground_emissivity",

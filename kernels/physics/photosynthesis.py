@@ -1,6 +1,6 @@
-"""Leaf photosynthesis, stomatal resistance and soil-water stress (CLM4 tech note, Oleson et al. 2010,
-chapter 8; CLM4.0 ``CanopyFluxesMod``: subroutine ``Stomata`` (CN version) and the BTRAN/root
-resistance block of ``CanopyFluxes``).
+"""Leaf photosynthesis and stomatal resistance (CLM4 tech note, Oleson et al. 2010, chapter 8; CLM4.0
+``CanopyFluxesMod``: subroutine ``Stomata``, CN version). The soil-water stress BTRAN that limits them
+is ``kernels.physics.soil_properties.soil_water_stress``.
 
 - Photosynthesis: Farquhar, von Caemmerer and Berry (1980) for C3 and Collatz, Ribas-Carbo and Berry
   (1992) for C4 plants, as minimum of the Rubisco-limited rate w_c, the light-limited rate w_j and
@@ -14,15 +14,11 @@ resistance block of ``CanopyFluxes``).
   mgRubisco-1 min-1; temperature response Q10 = 2.4 times the high-temperature inhibition
   f(T) = 1 + exp((-2.2e5 + 710 T) / (0.001 R T)); kc, ko with Q10 2.1 and 1.2. No day-length factor
   (CLM4.0's dayl_factor is deliberately left out: day-length independent).
-- Soil water stress BTRAN = sum_j rootfr_j w_j with w_j = (theta_eff/theta_sat)
-  (psi_j - psi_c)/(psi_o - psi_c) <= 1 for unfrozen layers with liquid water (CLM4 chapter 8), and
-  the root water uptake distribution rootr_j = rootfr_j w_j / BTRAN.
 
 Reads (arguments): leaf temperature, absorbed PAR of sunlit and shaded leaves, canopy air and leaf
-vapour pressures, boundary layer resistance, soil water/ice/temperature and hydraulic properties, PFT
-parameters (``engine.pftcon.pft_record()``) and CLM4 constants (``engine.pftcon.constants_record()``).
-Writes only its out_* arrays: rssun/rssha (s/m), psnsun/psnsha (umol CO2 m-2 leaf s-1), ci, BTRAN,
-rootr, FPSN (umol CO2 m-2 ground s-1) and GPP (gC m-2 s-1).
+vapour pressures, boundary layer resistance, BTRAN, PFT parameters (``engine.pftcon.pft_record()``) and
+CLM4 constants (``engine.pftcon.constants_record()``). Writes only its out_* arrays: rssun/rssha (s/m),
+psnsun/psnsha (umol CO2 m-2 leaf s-1), ci, FPSN (umol CO2 m-2 ground s-1) and GPP (gC m-2 s-1).
 """
 
 from __future__ import annotations
@@ -30,21 +26,15 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
+from kernels.physics.constants import RGAS_MOL, TFRZ
 from kernels.physics.saturation import esat
 
-#: Universal gas constant used by CLM4 Stomata (SHR_CONST_RGAS * 0.001, J K-1 mol-1).
-RGAS = 8.314467591
-#: Freezing point (K).
-TFRZ = 273.15
 #: O2 mole fraction (CLM ``o2_molar_const``).
 O2_MOLAR = 0.209
 #: gC per umol CO2 (12.011 g/mol * 1e-6), CLM4 CN's conversion of psn to carbon flux.
 GC_PER_UMOL = 12.011e-6
 #: Number of c_i iterations in CLM4.0 Stomata (``niter``).
 NITER_CI = 3
-#: Density of liquid water and ice (kg/m3), CLM ``denh2o`` and ``denice``.
-DENH2O = 1000.0
-DENICE = 917.0
 
 
 @njit
@@ -58,7 +48,7 @@ def f_high_temperature(tc):
     """CLM4 statement function f2 (high-temperature inhibition of Vcmax): 1 + exp((-2.2e5 + 710 T) /
     (0.001 R T)), T = tc + 273.15 K (CLM4 section 8.2)."""
     tk = tc + TFRZ
-    return 1.0 + math.exp((-2.2e05 + 710.0 * tk) / (RGAS * tk))
+    return 1.0 + math.exp((-2.2e05 + 710.0 * tk) / (RGAS_MOL * tk))
 
 
 @njit
@@ -120,7 +110,7 @@ def stomata_leaf(apar, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm, ivt, pft, con
     Ball-Berry equation 1/r_s = m psn pbot (es/ei) / cs + b exactly (r_s in s m2 umol-1, before the
     cap at rsmax0). At night (apar <= 0): r_s = min(rsmax0, cf / b), psn = 0.
     """
-    cf = pbot / (RGAS * tgcm) * 1.0e06  # umol m-3: s m2 umol-1 -> s/m
+    cf = pbot / (RGAS_MOL * tgcm) * 1.0e06  # umol m-3: s m2 umol-1 -> s/m
     if apar <= 0.0:
         return min(cons.rsmax0, cf / cons.bp), 0.0, 0.0, 0.0, co2, min(ea, ei)
     tc = tl - TFRZ
@@ -169,7 +159,7 @@ def stomata_sun_shade(parsun, parsha, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm
 
     Returns (rssun, psnsun, cisun, rssha, psnsha, cisha) in s/m, umol CO2 m-2 s-1, Pa.
     """
-    cf = pbot / (RGAS * tgcm) * 1.0e06
+    cf = pbot / (RGAS_MOL * tgcm) * 1.0e06
     rs_night = min(cons.rsmax0, cf / cons.bp)
     if parsun <= 0.0 and parsha <= 0.0:
         return rs_night, 0.0, 0.0, rs_night, 0.0, 0.0
@@ -187,55 +177,6 @@ def stomata_sun_shade(parsun, parsha, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm
     else:
         rssha, psnsha, cisha = rs_night, 0.0, 0.0
     return rssun, psnsun, cisun, rssha, psnsha, cisha
-
-
-@njit
-def soil_water_stress(patch_col, patch_pft, rootfr, h2osoi_liq, h2osoi_ice, t_soisno, dz, watsat, sucsat,
-                      bsw, smpso, smpsc, out_btran, out_rootr):
-    """BTRAN and root water uptake fractions (CLM4 chapter 8, soil water stress factor; CLM4.0 ``CanopyFluxes``).
-
-    patch_col, patch_pft (npatch,) int; rootfr (npatch, nlev) root fraction per layer (1);
-    h2osoi_liq, h2osoi_ice (ncol, nlev, nmem) (kg/m2); t_soisno (ncol, nlev, nmem) (K); dz, watsat,
-    sucsat, bsw (ncol, nlev): layer thickness (m), porosity (1), saturated suction (mm, positive),
-    Clapp-Hornberger b (1); smpso, smpsc: PFT arrays of the matric potential for open / closed stomata
-    (mm, negative). nlev is taken from rootfr (layers below carry no roots).
-
-    Per layer with liquid water and t > tfrz - 2 K: s = max(theta_liq / theta_eff, 0.01), psi =
-    max(smpsc, -sucsat s^-b), w = min((theta_eff/theta_sat)(psi - smpsc)/(smpso - smpsc), 1);
-    BTRAN = sum rootfr w. Fills out_btran (npatch, nmem) and out_rootr (npatch, nlev, nmem) =
-    rootfr w / BTRAN (0 where BTRAN = 0); bare-soil patches (PFT 0) get 0.
-    """
-    npatch, nlev = rootfr.shape
-    nmem = out_btran.shape[1]
-    for p in range(npatch):
-        c = patch_col[p]
-        ivt = patch_pft[p]
-        for m in range(nmem):
-            out_btran[p, m] = 0.0
-            for j in range(nlev):
-                out_rootr[p, j, m] = 0.0
-        if ivt == 0:
-            continue
-        psc = smpsc[ivt]
-        pso = smpso[ivt]
-        for j in range(nlev):
-            for m in range(nmem):
-                vol_ice = min(watsat[c, j], h2osoi_ice[c, j, m] / (dz[c, j] * DENICE))
-                eff_porosity = watsat[c, j] - vol_ice
-                vol_liq = min(eff_porosity, h2osoi_liq[c, j, m] / (dz[c, j] * DENH2O))
-                if vol_liq <= 0.0 or t_soisno[c, j, m] <= TFRZ - 2.0:
-                    continue
-                s_node = max(vol_liq / eff_porosity, 0.01)
-                smp_node = max(psc, -sucsat[c, j] * s_node ** (-bsw[c, j]))
-                rresis = min((eff_porosity / watsat[c, j]) * (smp_node - psc) / (pso - psc), 1.0)
-                out_rootr[p, j, m] = rootfr[p, j] * rresis
-                out_btran[p, m] += out_rootr[p, j, m]
-        for j in range(nlev):
-            for m in range(nmem):
-                if out_btran[p, m] > 0.0:
-                    out_rootr[p, j, m] = out_rootr[p, j, m] / out_btran[p, m]
-                else:
-                    out_rootr[p, j, m] = 0.0
 
 
 @njit
@@ -288,6 +229,6 @@ def photosynthesis(patch_col, patch_pft, t_veg, parsun, parsha, laisun, laisha, 
 
 
 __all__ = [
-    "GC_PER_UMOL", "NITER_CI", "O2_MOLAR", "RGAS", "f_high_temperature", "f_q10", "leaf_kinetics", "leaf_rates",
-    "photosynthesis", "soil_water_stress", "stomata_leaf", "stomata_sun_shade", "vcmax_leaf",
+    "GC_PER_UMOL", "NITER_CI", "O2_MOLAR", "f_high_temperature", "f_q10", "leaf_kinetics", "leaf_rates",
+    "photosynthesis", "stomata_leaf", "stomata_sun_shade", "vcmax_leaf",
 ]

@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.physics.constants import TFRZ
 
-#: Freezing temperature of water (K), CLM's ``tfrz`` (SHR_CONST_TKFRZ).
-TFRZ = 273.15
 
 # Flatau et al. (1992) coefficients as in CLM4 QSatMod: es (hPa) over water (a), its derivative
 # (b, hPa/K); over ice (c) and its derivative (d). Polynomials in t = T - 273.15 (degC).
@@ -77,4 +76,4 @@ def qsat_array(t, p, out_es, out_desdt, out_qs, out_dqsdt):
             out_dqsdt[i, j] = dqsdt
 
 
-__all__ = ["TFRZ", "esat", "qsat", "qsat_array"]
+__all__ = ["esat", "qsat", "qsat_array"]

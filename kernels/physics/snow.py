@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 
 from kernels._jit import njit
-from kernels.physics.soil_properties import CPICE, CPLIQ, DENH2O, DENICE, HFUS, TFRZ
+from kernels.physics.constants import CPICE, CPLIQ, DENH2O, DENICE, HFUS, TFRZ
 from kernels.physics.soil_temperature import SNOW_DZMIN
 
 #: irreducible liquid water saturation of snow (CLM4 ``ssi``)

@@ -63,8 +63,8 @@ import math
 import numpy as np
 
 from kernels._jit import njit
+from kernels.physics.constants import CPLIQ, DENICE, HFUS, SMPMIN, TFRZ
 from kernels.physics.soil_layers import NLEVSOI, tridiagonal_members
-from kernels.physics.soil_properties import CPLIQ, DENICE, HFUS, SMPMIN, TFRZ
 
 #: decay factor of the saturated fraction with water table depth (1/m), CLM4 f_over
 FOVER = 0.5

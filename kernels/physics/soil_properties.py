@@ -47,22 +47,11 @@ from collections import namedtuple
 import numpy as np
 
 from kernels._jit import njit
+from kernels.physics.constants import (
+    CPICE, CPLIQ, CSOL_BEDROCK, DENH2O, DENICE, TFRZ, TKAIR, TKBEDROCK, TKICE, TKWAT,
+)
 from kernels.physics.soil_layers import NLEVGRND, NLEVSOI
 
-# ---- physical constants (CLM4 clm_varcon / shr_const) -----------------------------------------------
-TFRZ = 273.15  #: freezing temperature of water (K)
-HFUS = 3.337e5  #: latent heat of fusion (J/kg)
-CPLIQ = 4.188e3  #: specific heat of liquid water (J/kg/K)
-CPICE = 2.11727e3  #: specific heat of ice (J/kg/K)
-DENH2O = 1000.0  #: density of liquid water (kg/m3)
-DENICE = 917.0  #: density of ice (kg/m3)
-GRAV = 9.80616  #: gravitational acceleration (m/s2)
-TKWAT = 0.57  #: thermal conductivity of liquid water (W/m/K)
-TKICE = 2.29  #: thermal conductivity of ice (W/m/K)
-TKAIR = 0.023  #: thermal conductivity of air (W/m/K)
-TKBEDROCK = 3.0  #: thermal conductivity of bedrock (W/m/K)
-CSOL_BEDROCK = 2.0e6  #: volumetric heat capacity of bedrock (J/m3/K)
-SMPMIN = -1.0e8  #: lower limit of soil matric potential (mm)
 _LOG_TKWAT = math.log(TKWAT)
 _INV_LN10 = 1.0 / math.log(10.0)
 _LOG_TKICE = math.log(TKICE)
@@ -206,27 +195,43 @@ def soil_water_stress(patch_col, patch_pft, rootfr, smpso, smpsc, dz, watsat, su
     parameters ``watsat, sucsat, bsw [c, NLEVGRND]``; ``h2osoi_liq, h2osoi_ice [c, NLEVGRND, m]``
     (mm); ``t_soisno[c, NLEVGRND, m]`` (K). Outputs ``out_rootr[p, NLEVSOI, m]`` (1, sums to 1
     when btran > 0, else all 0) and ``out_btran[p, m]`` (1, in [0, 1]; 0 for bare soil, PFT 0).
+
+    The column part (effective porosity and psi = sucsat s^-b of every layer and member) is computed
+    once per column and reused by the column's following patches (patches of a column are usually
+    adjacent in ``patch_col``); the result does not depend on the patch order.
     """
     npatch = patch_col.shape[0]
     nm = h2osoi_liq.shape[2]
+    eff_col = np.empty((NLEVSOI, nm))  # effective porosity (1); < 0 marks a layer without uptake
+    psi_col = np.empty((NLEVSOI, nm))  # matric potential before the PFT's lower limit (mm)
+    c_done = -1
     for p in range(npatch):
         c = patch_col[p]
         ivt = patch_pft[p]
+        if ivt > 0 and c != c_done:
+            for k in range(NLEVSOI):
+                for m in range(nm):
+                    eff_col[k, m] = -1.0
+                    liq = h2osoi_liq[c, k, m]
+                    if liq > 0.0 and t_soisno[c, k, m] > TFRZ - 2.0:
+                        vol_ice = min(watsat[c, k], h2osoi_ice[c, k, m] / (dz[k] * DENICE))
+                        eff = watsat[c, k] - vol_ice
+                        vol_liq = min(eff, liq / (dz[k] * DENH2O))
+                        if vol_liq > 0.0:
+                            s = max(vol_liq / eff, 0.01)
+                            eff_col[k, m] = eff
+                            psi_col[k, m] = sucsat[c, k] * s ** (-bsw[c, k])
+            c_done = c
         for m in range(nm):
             bt = 0.0
             for k in range(NLEVSOI):
                 out_rootr[p, k, m] = 0.0
-                liq = h2osoi_liq[c, k, m]
-                if ivt > 0 and liq > 0.0 and t_soisno[c, k, m] > TFRZ - 2.0:
-                    vol_ice = min(watsat[c, k], h2osoi_ice[c, k, m] / (dz[k] * DENICE))
-                    eff = watsat[c, k] - vol_ice
-                    vol_liq = min(eff, liq / (dz[k] * DENH2O))
-                    if vol_liq > 0.0:
-                        s = max(vol_liq / eff, 0.01)
-                        smp = max(smpsc[ivt], sucsat[c, k] * s ** (-bsw[c, k]))
-                        w = min(1.0, (eff / watsat[c, k]) * (smp - smpsc[ivt]) / (smpso[ivt] - smpsc[ivt]))
-                        out_rootr[p, k, m] = rootfr[p, k] * w
-                        bt += rootfr[p, k] * w
+                if ivt > 0 and eff_col[k, m] >= 0.0:
+                    eff = eff_col[k, m]
+                    smp = max(smpsc[ivt], psi_col[k, m])
+                    w = min(1.0, (eff / watsat[c, k]) * (smp - smpsc[ivt]) / (smpso[ivt] - smpsc[ivt]))
+                    out_rootr[p, k, m] = rootfr[p, k] * w
+                    bt += rootfr[p, k] * w
             out_btran[p, m] = bt
             if bt > 0.0:
                 for k in range(NLEVSOI):
@@ -264,8 +269,7 @@ def column_rootr(patch_col, patch_wt, qflx_tran_patch, rootr, out_qflx_tran, out
 
 
 __all__ = [
-    "TFRZ", "HFUS", "CPLIQ", "CPICE", "DENH2O", "DENICE", "GRAV", "TKWAT", "TKICE", "TKAIR",
-    "TKBEDROCK", "CSOL_BEDROCK", "SMPMIN", "SoilParams", "soil_params", "soil_params_fill",
+    "SoilParams", "soil_params", "soil_params_fill",
     "soil_thermal_conductivity", "soil_heat_capacity", "snow_thermal_conductivity", "root_fractions",
     "patch_root_fractions", "soil_water_stress", "column_rootr",
 ]

@@ -49,10 +49,8 @@ import numpy as np
 
 from kernels._jit import njit
 from kernels.physics.soil_layers import tridiagonal_members
-from kernels.physics.soil_properties import (
-    CPICE, CPLIQ, GRAV, HFUS, TFRZ, snow_thermal_conductivity, soil_heat_capacity,
-    soil_thermal_conductivity,
-)
+from kernels.physics.constants import CPICE, CPLIQ, GRAV, HFUS, TFRZ
+from kernels.physics.soil_properties import snow_thermal_conductivity, soil_heat_capacity, soil_thermal_conductivity
 
 #: Crank-Nicolson weight (CLM4 ``cnfac``)
 CNFAC = 0.5

@@ -35,9 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.physics.constants import TFRZ
 
-#: freezing temperature of water (K), CLM4.0 ``tfrz``
-TFRZ = 273.15
 
 #: soil albedo, saturated, by colour class 1..20 (row 0 unused), bands (vis, nir):
 #: CLM4 tech note table "Dry and saturated soil albedos"; CLM4.0 ``albsat`` (mxsoil_color = 20)
