@@ -98,6 +98,7 @@ from statistics import NormalDist
 import numpy as np
 
 from engine.climatology import PointClimatology, RegularGrid, point_climatology
+from engine.fileio import atomic_path
 from kernels import forcing as kf
 from kernels.forcing import RECORD_FIELDS, RECORD_UNITS, STEP_FIELDS, STEP_UNITS
 
@@ -939,8 +940,6 @@ def write_forcing_maps(maps: ForcingMaps, path) -> Path:
     """Write the maps as a CF-1.8 netCDF4 file on the (lat, lon) grid, fill over ocean and cells below
     the land threshold, atomically (temporary name in the same directory, then rename). One rank."""
     import datetime
-    import os
-    import tempfile
 
     import netCDF4
 
@@ -955,10 +954,8 @@ def write_forcing_maps(maps: ForcingMaps, path) -> Path:
     lj, li = g.land_j, g.land_i
     members = maps.settings["forcing_members"]
     year = maps.settings["forcing_year"]
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+    with atomic_path(path) as tmp:
+        with netCDF4.Dataset(str(tmp), "w", format="NETCDF4") as ds:
             ds.createDimension("lat", nlat)
             ds.createDimension("lon", nlon)
             ds.createDimension("nv", 2)
@@ -1028,12 +1025,6 @@ def write_forcing_maps(maps: ForcingMaps, path) -> Path:
                            "created by laida engine.forcing.write_forcing_maps",
                 **{k: (v if isinstance(v, (str, float, int)) else str(v)) for k, v in maps.settings.items()},
             })
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -88,7 +88,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +95,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import grid as gridmod
+from engine.fileio import atomic_path
 from kernels import obsop
 
 # ----------------------------------------------------------------------------------------------
@@ -851,16 +851,8 @@ def write_obs_seq(path, batch: ObsBatch, *, copies: dict | None = None, dart_qc=
         lines.append(f"{int(secs[o]):8d} {int(days[o]):8d}")
         lines.append(_fmt(batch.r[o]))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return path
 
 
