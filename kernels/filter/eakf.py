@@ -105,6 +105,21 @@ def ens_mean_var(y):
 
 # --------------------------------------------------------------------------- observation space
 @njit
+def _degenerate_increments(y, yo, r, s2, out_dy):
+    """The limits shared by both filters: s2 = 0 -> dy = 0 (no spread is invented, even when
+    r = 0); r = 0 -> dy = yo - y. Fills out_dy and returns True when one applies."""
+    if s2 <= 0.0:
+        for i in range(y.shape[0]):
+            out_dy[i] = 0.0
+        return True
+    if r <= 0.0:
+        for i in range(y.shape[0]):
+            out_dy[i] = yo - y[i]
+        return True
+    return False
+
+
+@njit
 def obs_increment_eakf(y, yo, r, out_dy):
     """EAKF observation-space increments (Anderson 2001, eqs. 4.3-4.6; DART obs_increment_eakf).
 
@@ -117,13 +132,7 @@ def obs_increment_eakf(y, yo, r, out_dy):
     """
     n = y.shape[0]
     ybar, s2 = ens_mean_var(y)
-    if s2 <= 0.0:
-        for i in range(n):
-            out_dy[i] = 0.0
-        return
-    if r <= 0.0:
-        for i in range(n):
-            out_dy[i] = yo - y[i]
+    if _degenerate_increments(y, yo, r, s2, out_dy):
         return
     ratio = r / (s2 + r)
     post_mean = ratio * (ybar + s2 * yo / r)
@@ -142,13 +151,7 @@ def obs_increment_enkf(y, yo, r, seed, obs_key, out_dy):
     """
     n = y.shape[0]
     ybar, s2 = ens_mean_var(y)
-    if s2 <= 0.0:
-        for i in range(n):
-            out_dy[i] = 0.0
-        return
-    if r <= 0.0:
-        for i in range(n):
-            out_dy[i] = yo - y[i]
+    if _degenerate_increments(y, yo, r, s2, out_dy):
         return
     fill_counter_normals(seed, obs_key, 0, out_dy)
     zbar = 0.0
