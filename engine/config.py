@@ -94,11 +94,21 @@ def _is_date(v) -> bool:
     return True
 
 
+def _grid_box_ok(box) -> bool:
+    if len(box) == 0:
+        return True
+    if len(box) != 4:
+        return False
+    lat0, lat1, lon0, lon1 = box
+    return abs(lat0) <= 90 and abs(lat1) <= 90 and lat0 != lat1 and lon0 < lon1 <= lon0 + 360
+
+
 DIVIDES_DAY = Rule(lambda v: v > 0 and 86400 % v == 0, "a divisor of 86400 (a whole number of steps per day)")
 DIVIDES_24 = Rule(lambda v: v > 0 and 24 % v == 0, "a divisor of 24 (records at the same hours every day)")
 FILE_NAME = Rule(lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v) is not None,
                  "letters, digits, '_', '-' and '.', starting with a letter or digit (it goes into file names)")
 NOT_EMPTY = Rule(lambda v: v.strip() != "", "a non-empty path")
+NAME = Rule(lambda v: v.strip() != "", "a non-empty variable name")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FREQUENCY = Rule(lambda v: v in ("daily", "monthly", "yearly") or re.fullmatch(r"[1-9][0-9]*[hd]", v) is not None,
                  '"daily", "monthly", "yearly", or "<N>h" / "<N>d" with N a positive integer')
@@ -114,7 +124,7 @@ SECTIONS = {
     "history": "History files (CF netCDF): time means of ensemble mean and spread on the lat/lon grid.",
     "experiment": "The twin experiment: nature run (truth), CTL (no assimilation) and CN (LAI assimilation), cycled in lockstep.",
     "spinup": "Ensemble initial conditions in the study's three stages (one forcing, ensemble-mean forcing, own forcing).",
-    "observations": "LAI observations assimilated by CN: synthetic GLASS-like observations of the nature run.",
+    "observations": "LAI observations assimilated by CN: synthetic GLASS-like observations of the nature run, gridded LAI product files, or DART obs_seq files.",
     "filter": "The ensemble filter that assimilates LAI (DART-style serial EAKF/EnKF).",
 }
 
@@ -150,7 +160,17 @@ SCHEMA: tuple[Key, ...] = (
     Key("spinup", "leafc0", "float", 100.0, "gC/m2", "cold-start leaf carbon of every vegetated patch (CLM4.0 starts from 1; more shortens the growth of the canopy at affordable spin-up lengths)", range="0 < x <= 1000"),
     Key("spinup", "lai_spread", "float", 0.2, "1", "at the start of stage 3 each member's patch LAI is multiplied by a lognormal factor of this sd (mean 1; leaf C and N follow allometrically), a spread the short spin-up cannot build from the forcing alone", range="0 <= x <= 1"),
     Key("spinup", "ad", "bool", True, "none", "accelerated decomposition (CLM4.0 AD spin-up) during stage 1, left with CLM4.0's exit_spinup conversion"),
-    Key("observations", "source", "str", "synthetic", "none", "synthetic: GLASS-like 0.05 deg observations of the nature run, aggregated to the grid (twin experiment)", choices=("synthetic",)),
+    Key("observations", "source", "str", "synthetic", "none", "synthetic: GLASS-like 0.05 deg observations of the nature run, aggregated to the grid (twin experiment); product: gridded LAI files (netCDF/HDF5, GLASS/MODIS/GEOV1-like) aggregated to the grid; obs_seq: DART ASCII obs_seq.out files", choices=("synthetic", "product", "obs_seq")),
+    Key("observations", "files", "str", "", "path", "product and obs_seq: path pattern of the observation file of an analysis time, with Python format fields {year} {month} {day} {doy} {hour} {minute} {cycle} (e.g. \"obs/GLASS_LAI_{year}{doy:03d}.nc\"), or a glob (* ? [) whose files carry their own times (a product's CF time coordinate, an obs_seq's observation times); relative paths start at the working directory"),
+    Key("observations", "composite_days", "int", 0, "days", "0: the pattern's date fields are those of the analysis time; N > 0: those of the product composite containing it, composites starting on day-of-year 1, 1+N, 1+2N, ... of every year (GLASS and MODIS 8-day: 8)", range="0 <= x <= 366"),
+    Key("observations", "window_hours", "float", 12.0, "h", "half-width of the analysis window: observations timed t with T - w < t <= T + w are assimilated at analysis time T (obs_seq files and globbed product files; the others are rejected and counted in the log)", range="x >= 0"),
+    Key("observations", "missing", "str", "error", "none", "no observation file for an analysis time: error (stop, naming the expected path) or skip (log it and do no analysis that cycle)", choices=("error", "skip")),
+    Key("observations", "variable", "str", "LAI", "none", "product: name of the LAI variable (its _FillValue, missing_value, valid_range and scale_factor/add_offset are honoured)", rule=NAME),
+    Key("observations", "uncertainty", "str", "", "none", "product: name of the LAI uncertainty (standard deviation, m2/m2) variable on the same grid; empty or invalid pixels use the error model sd_a, sd_b"),
+    Key("observations", "lat_name", "str", "", "none", "product: latitude coordinate variable (empty = find lat, latitude, ...)"),
+    Key("observations", "lon_name", "str", "", "none", "product: longitude coordinate variable (empty = find lon, longitude, ...)"),
+    Key("observations", "grid_box", "list[float]", [], "degrees", "product files without coordinate variables (plain HDF5 rasters such as GEOV1's): [first row's edge, last row's edge, first column's edge, last column's edge] of the evenly spaced raster, e.g. [80, -60, -180, 180]; empty = read the coordinates from the file"),
+    Key("observations", "time_name", "str", "time", "none", "product with a glob pattern: the CF time coordinate variable (units \"days since ...\", Gregorian) that dates each record", rule=NAME),
     Key("observations", "seed", "int", 1, "none", "seed of the synthetic observations' counter-based streams", range="0 <= x <= 9223372036854775807"),
     Key("observations", "min_valid_fraction", "float", 0.3, "1", "minimum fraction of a cell's observable pixels that must be cloud-free to keep its observation", range="0 <= x <= 1"),
     Key("observations", "sd_a", "float", 0.1, "m2/m2", "pixel error sd = max(sd_min, sd_a + sd_b * LAI): intercept", range="x >= 0"),
@@ -160,7 +180,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("observations", "p_dry", "float", 0.10, "1", "probability that a composite pixel is missing (cloud) away from the tropics", range="0 <= x <= 1"),
     Key("observations", "p_wet", "float", 0.50, "1", "probability that a composite pixel is missing at the equator", range="0 <= x <= 1"),
     Key("filter", "kind", "str", "eakf", "none", "ensemble adjustment Kalman filter (Anderson 2001) or perturbed-observation EnKF", choices=("eakf", "enkf")),
-    Key("filter", "update", "str", "allometric", "none", "analysis update: the filter updates patch LAI, leaf C follows from the inverse SLA relation and leaf N = leaf C / leafcn", choices=("allometric",)),
+    Key("filter", "update", "str", "allometric", "none", "analysis update: allometric = the filter updates patch LAI, leaf C follows from the inverse SLA relation and leaf N = leaf C / leafcn; regression = the state holds patch LAI, leaf C and leaf N, all updated by regression on the LAI observations (as DART's CLM interface), LAI then recomputed from leaf C", choices=("allometric", "regression")),
     Key("filter", "cutoff_km", "float", 0.0, "km", "Gaspari-Cohn localization half-width; 0 = column-only (an observation updates only its own cell's patches)", range="x >= 0"),
     Key("filter", "inflation", "str", "adaptive", "none", "prior inflation: fixed factor, or spatially varying adaptive inflation (Anderson 2009)", choices=("fixed", "adaptive")),
     Key("filter", "inflation_factor", "float", 1.0, "1", "fixed prior variance inflation factor; with adaptive inflation the initial mean", range="1 <= x <= 10"),
@@ -174,6 +194,9 @@ CROSS_CHECKS: tuple[Cross, ...] = (
     Cross(("grid.lon_min", "grid.lon_max"), lambda c: c["grid.lon_min"] < c["grid.lon_max"], "grid.lon_min must be less than grid.lon_max (a box across 0E is e.g. lon_min = -10, lon_max = 10)"),
     Cross(("grid.lon_min", "grid.lon_max"), lambda c: c["grid.lon_max"] - c["grid.lon_min"] <= 360, "the box must lie inside the globe: grid.lon_max - grid.lon_min <= 360"),
     Cross(("time.start", "time.stop"), lambda c: parse_date(c["time.stop"]) > parse_date(c["time.start"]), "time.stop must be after time.start"),
+    Cross(("observations.source", "observations.files"), lambda c: c["observations.source"] == "synthetic" or c["observations.files"].strip() != "", "observations.files must name the observation files (a path pattern) when observations.source is product or obs_seq"),
+    Cross(("observations.grid_box",), lambda c: _grid_box_ok(c["observations.grid_box"]), "observations.grid_box must be empty or 4 edges [lat, lat, lon, lon] in degrees: latitudes within [-90, 90] and different, longitudes increasing by at most 360"),
+    Cross(("observations.window_hours", "experiment.cycle_days"), lambda c: c["observations.window_hours"] <= 12 * c["experiment.cycle_days"], "observations.window_hours may be at most half the cycle (12 * experiment.cycle_days), so that no observation falls into two analysis windows"),
     Cross(("spinup.stage1_days", "spinup.stage2_days", "spinup.stage3_days"), lambda c: c["spinup.stage1_days"] + c["spinup.stage2_days"] + c["spinup.stage3_days"] <= 3650, "the three spin-up stages may last at most 3650 days together"),
 )
 # fmt: on

@@ -12,7 +12,8 @@ weather of the truth, the perturbed ensemble) and CN's adaptive inflation fields
 ``<exp>.h0.c<first cycle>.nc`` (engine.history, daily ensemble mean and spread); CN also
 ``cn.obs_diag.c<first>.nc`` (observation-space diagnostics and the analysis C/N budget term) and
 ``cn.analysis.c<first>.nc`` (prior/posterior mean and spread of TLAI, LEAFC, LEAFN at analysis times)
-and one DART ``obs_seq.final.<cycle>`` per analysis (engine.observations.write_obs_seq).
+and one DART ``obs_seq.final.<cycle>`` per analysis (engine.observations.write_obs_seq). Reads, with
+``observations.source`` = "product" or "obs_seq", the observation files of each analysis time (rank 0).
 
 The experiment (twin / OSSE)
 ----------------------------
@@ -25,16 +26,67 @@ The experiment (twin / OSSE)
   carbon, so CTL overestimates LAI in dense tropical forest as CLM4CN did in
   the study (Table II: +7.5 m2/m2 in central Africa, +4.1 in eastern Amazonia). The truth's history
   is also the reference ("GLDAS-like") for TSA, FIRA, FSH, EFLX_LH_TOT, TSOI and H2OSOI.
-* Observations (CN only): at every analysis time, synthetic GLASS-like LAI at 0.05 deg from the
-  truth's cell LAI with cloud gaps and an error growing with LAI, aggregated to the model grid
-  (:func:`engine.observations.synthetic_observations`; its docstring documents the error model).
-* Analysis: state = patch LAI of every member (elements = global patch numbers, each rank's block =
-  the patches of its cells); H = the patch-weight operator (grid-cell LAI = sum_p w_p LAI_p); serial
-  EAKF (:func:`engine.filter.assimilate_block`) with column-only localization by default, lower
-  bound 0, adaptive or fixed inflation; then ``LandModel.set_lai`` (allometric update: leaf C from
-  the inverse SLA relation, leaf N = leaf C / leafcn, the C and N added recorded as an analysis
-  budget term that the next step's budget check includes).
+* Observations (CN only), ``observations.source``:
+
+  - ``synthetic`` (the twin): at every analysis time, synthetic GLASS-like LAI at 0.05 deg from the
+    truth's cell LAI with cloud gaps and an error growing with LAI, aggregated to the model grid
+    (:func:`engine.observations.synthetic_observations`; its docstring documents the error model).
+  - ``product``: gridded LAI files (netCDF4/HDF5, GLASS/MODIS/GEOV1-like) read by
+    :func:`engine.observations.read_lai_product` (fill values, valid range, scale/offset honoured)
+    and aggregated to the model's land cells by :func:`engine.observations.product_observations`
+    (exact overlap weights; pixel error from the uncertainty layer ``observations.uncertainty``
+    where valid, else the error model sd_a + sd_b LAI; plus the representativeness error). The
+    file of analysis time T is ``observations.files`` with its date fields filled from T, or from
+    the start of the composite containing T (``observations.composite_days``: GLASS's 8-day
+    composites dated day-of-year 1, 9, ..., 361); a glob instead takes every record of the
+    matching files whose CF time lies in the analysis window (T - w, T + w], w =
+    ``observations.window_hours`` (:func:`engine.observations.product_batch`).
+  - ``obs_seq``: DART ASCII obs_seq.out files found the same way (one per analysis time, or a glob),
+    read by :func:`engine.observations.read_obs_seq` and placed in land cells by
+    :func:`engine.observations.obs_seq_to_batch`; observations that are not LAI, lie outside the
+    region's land cells, outside the analysis window or carry incoming QC > 3 (DART's
+    input_qc_threshold) are rejected and counted in the log (:func:`engine.observations.obs_seq_batch`).
+
+  Rank 0 reads the files and broadcasts the observations. No file for an analysis time:
+  ``observations.missing = "error"`` stops with an error naming the expected path (or glob);
+  ``"skip"`` logs it and does no analysis that cycle (the obs diagnostics get an empty cycle, the
+  state and inflation are left alone). The obs diagnostics record each observation's own time.
+* Analysis: serial EAKF (:func:`engine.filter.assimilate_block`) with column-only localization by
+  default (with ``filter.cutoff_km`` > 0 the observations are processed in
+  :func:`engine.filter.tiled_order`, a decomposition-independent order that lets ranks work at the
+  same time), adaptive or fixed inflation, lower bound 0 on every state element; H = the
+  patch-weight operator (grid-cell LAI = sum_p w_p LAI_p). ``filter.update``:
+
+  - ``allometric``: state = patch LAI of every member (element = global patch number, each rank's
+    block = the patches of its cells); then ``LandModel.set_lai``: leaf C from the inverse SLA
+    relation, leaf N = leaf C / leafcn.
+  - ``regression`` (as DART's CLM interface, which puts LAI, LEAFC and LEAFN in the state vector):
+    state = patch LAI, leaf C and leaf N of every member, interleaved per patch (element 3p + v, v =
+    0 LAI, 1 leaf C, 2 leaf N of global patch p, so each rank's block stays contiguous and H acts on
+    the LAI elements 3p only); all three are updated by the serial EAKF regression on the
+    observation increments (their own adaptive inflation fields; no C:N is imposed, the ensemble's
+    covariances carry it), then ``LandModel.set_leaf`` sets leaf C and N. What happens to the
+    regressed LAI: CLM4CN's LAI is a diagnostic of leaf C (CNVegStructUpdate recomputes TLAI from
+    leaf C at every step); under DART, CLM reads the regressed TLAI/ELAI from the restart, uses
+    them for the first step's radiation and fluxes, and its first CNVegStructUpdate replaces them
+    by the LAI of the regressed leaf C. laida recomputes TLAI (and ELAI, ESAI, heights) from the
+    regressed leaf C right away: the analysed state is then self-consistent (the checkpoint and
+    history hold one canopy, and the first step's radiation sees the canopy the carbon pools
+    describe), nothing depends on the restart round trip, and SAI does not grow by a spurious
+    "leaf loss" (CNVegStructUpdate adds any LAI decrease to SAI). The regressed LAI is kept where
+    DART keeps it: the filter's posterior H(x) in the obs diagnostics and obs_seq.final are those of
+    the regressed LAI, while the analysis statistics (``cn.analysis``) hold the model's LAI; the log
+    reports the difference per cycle (LAI grows exponentially with leaf C, so the two differ by
+    the curvature of the SLA integral over the update: a few hundredths of m2/m2 or less in the
+    tiny tests, where the LAI of the regressed leaf C is slightly the larger).
+
+  Either way the C and N the analysis adds or removes are recorded as an analysis budget term
+  (``ANALYSIS_DLEAFC``, ``ANALYSIS_DLEAFN`` in the obs diagnostics) that the next step's C/N
+  budget check includes.
 * CTL: the same ensemble from the same spun-up checkpoint with the same forcing, no analyses.
+* Checkpoints hold CN's adaptive inflation fields per state variable (``inflation_mean_<slot>`` for
+  LAI, ``inflation_mean_leafc_<slot>`` and ``inflation_mean_leafn_<slot>`` with the regression
+  update; the same for ``sd``).
 
 Time
 ----
@@ -62,9 +114,10 @@ checkpoints are pruned (``restart.keep``) only after all three are written. ``re
 from the newest cycle all three hold. Patch variables are stored on the cell axis padded to the
 largest number of patches per cell; arrays without a member axis are stored as 1-D datasets.
 
-Bit-identical for any rank count: forcing and observations come from counter-based streams keyed by
-global cell ids, the physics has no lateral exchange, the filter is rank-invariant, history
-reductions are per cell, and global sums are taken on rank 0 in global cell order.
+Bit-identical for any rank count: forcing and synthetic observations come from counter-based
+streams keyed by global cell ids, observation files are read and aggregated on rank 0 only, the
+physics has no lateral exchange, the filter is rank-invariant, history reductions are per cell, and
+global sums are taken on rank 0 in global cell order.
 """
 
 from __future__ import annotations
@@ -215,6 +268,9 @@ class Experiment:
         e = cfg.experiment
         self.truth_pft = pftcon.pft_arrays()
         self.ens_pft = biased_pft_arrays([e.bias_pft], e.bias_slatop_factor)
+        self.update = str(cfg.filter.update)
+        #: state variables per patch in the filter's state vector: LAI (allometric) or LAI, leaf C, leaf N
+        self.state_vars = ("TLAI", "LEAFC", "LEAFN") if self.update == "regression" else ("TLAI",)
         self.runs: dict[str, _Run] = {}
         self.cycle = 0
         self._patch_names = _patch_names()
@@ -237,8 +293,8 @@ class Experiment:
     def _inflation(self):
         f = self.cfg.filter
         if f.inflation == "adaptive":
-            return filt.AdaptiveInflation.initial(self.patches.size, mean=f.inflation_factor, sd=f.inflation_sd,
-                                                  damping=f.inflation_damping)
+            return filt.AdaptiveInflation.initial(self.patches.size * len(self.state_vars), mean=f.inflation_factor,
+                                                  sd=f.inflation_sd, damping=f.inflation_damping)
         return None
 
     def _say(self, text):
@@ -390,10 +446,14 @@ class Experiment:
             out[f"forcing_base_state_{j:02d}"] = base[:, j].copy()
         out["forcing_member_state"] = np.ascontiguousarray(np.moveaxis(st["member_state"], 1, 2))
         if r.inflation is not None:
+            nv = len(self.state_vars)
             for what in ("mean", "sd"):
-                a = pack_patch(getattr(r.inflation, what), self.patch_slot, self.patch_col, self.count, self.maxp)
-                for j in range(self.maxp):
-                    out[f"inflation_{what}_{j:02d}"] = a[:, j].copy()
+                field = getattr(r.inflation, what).reshape(self.patches.size, nv)  # element nv*p + v
+                for v, tag in enumerate(_inflation_tags(nv)):
+                    a = pack_patch(np.ascontiguousarray(field[:, v]), self.patch_slot, self.patch_col, self.count,
+                                   self.maxp)
+                    for j in range(self.maxp):
+                        out[f"inflation_{what}_{tag}{j:02d}"] = a[:, j].copy()
         return out
 
     def _checkpoint(self):
@@ -427,9 +487,16 @@ class Experiment:
             infl = None
             if name == "cn" and self.cfg.filter.inflation == "adaptive":
                 infl = self._inflation()
+                nv = len(self.state_vars)
                 for what in ("mean", "sd"):
-                    packed = np.stack([data[f"inflation_{what}_{j:02d}"] for j in range(self.maxp)], axis=1)
-                    getattr(infl, what)[...] = unpack_patch(packed, self.patch_slot, self.patch_col)
+                    field = getattr(infl, what).reshape(self.patches.size, nv)
+                    for v, tag in enumerate(_inflation_tags(nv)):
+                        names = [f"inflation_{what}_{tag}{j:02d}" for j in range(self.maxp)]
+                        if any(k not in data for k in names):
+                            raise RuntimeError(f"{path}: no adaptive inflation fields {names[0]}... for "
+                                               f"filter.update = {self.update!r}")
+                        packed = np.stack([data[k] for k in names], axis=1)
+                        field[:, v] = unpack_patch(packed, self.patch_slot, self.patch_col)
             gen = self.runs["ctl"].gen if name == "cn" else self._generator(n, name != "nature")
             r = _Run(name, model, gen, infl)
             r.snapshot = snap
@@ -522,40 +589,112 @@ class Experiment:
         self._say(f"cycle {c}/{self.n_cycles}  {self.model_date(c).strftime('%Y-%m-%d')}  elapsed {el:7.1f} s  "
                   f"ETA {eta:7.1f} s  {rate:,.0f} patch-member-steps/s")
 
+    def _observations(self, c, when):
+        """The observations of the analysis at the end of cycle c (an ObsBatch, the same on every
+        rank), or None when there is nothing to assimilate (observations.missing = "skip" and no
+        file for this time, or no usable observation in the file). Collective."""
+        cfg = self.cfg
+        o = cfg.observations
+        error = obsmod.LaiErrorModel(sd_a=o.sd_a, sd_b=o.sd_b, repr_a=o.repr_a, repr_b=o.repr_b)
+        if o.source == "synthetic":
+            truth = self.runs["nature"].model
+            cell_lai_local = truth.to_column(truth.state.ps[S.TLAI])[:, 0]
+            truth_cells = comm.gather_array(np.ascontiguousarray(cell_lai_local), allgather=True)
+            batch, _ = obsmod.synthetic_observations(
+                self.grid, np.maximum(truth_cells, 0.0), when, seed=int(o.seed), error=error,
+                clouds=obsmod.CloudModel(p_dry=o.p_dry, p_wet=o.p_wet), min_valid_fraction=o.min_valid_fraction)
+            return batch
+        result = None
+        if comm.is_root():  # rank 0 reads and aggregates; everyone gets the batch (or the error)
+            common = dict(cycle=c, composite_days=int(o.composite_days), window_hours=float(o.window_hours))
+            try:
+                if o.source == "product":
+                    batch, info = obsmod.product_batch(
+                        o.files, when, self.grid, variable=o.variable, uncertainty=o.uncertainty,
+                        lat_name=o.lat_name, lon_name=o.lon_name, time_name=o.time_name,
+                        grid_box=o.grid_box or None, error=error, min_valid_fraction=float(o.min_valid_fraction),
+                        **common)
+                else:
+                    batch, info = obsmod.obs_seq_batch(o.files, when, self.grid, **common)
+                result = ("ok", batch, info)
+            except (obsmod.ObservationError, OSError) as exc:
+                result = ("error", str(exc), None)
+        status, batch, info = comm.bcast(result)
+        if status == "error":
+            raise obsmod.ObservationError(f"cycle {c} analysis at {when}: {batch}")
+        if batch is None:
+            text = f"cycle {c} analysis at {when}: no {o.source} observations: {info['missing']}"
+            if o.missing == "error":
+                raise obsmod.ObservationError(f"{text} (observations.files = {o.files!r}; set observations.missing "
+                                              "= \"skip\" to cycle on without an analysis)")
+            self.log.warning("%s; no analysis this cycle (observations.missing = \"skip\")", text)
+            return None
+        files = ", ".join(f if o.source == "obs_seq" else f"{f}[{i}]" for f, i in info["files"])
+        if o.source == "obs_seq":
+            self.log.info("cycle %d: %d observations read from %s; rejected: %d not LAI, %d outside the region's "
+                          "land cells, %d outside the analysis window (%s, %s], %d with incoming QC > %d; %d kept",
+                          c, info["n_read"], files, info["not_lai"], info["not_land"], info["outside_window"],
+                          info["window"][0], info["window"][1], info["bad_qc"], obsmod.INPUT_QC_THRESHOLD, batch.n)
+        else:
+            self.log.info("cycle %d: %d cells observed in %s; %d cells dropped (valid fraction below %g)", c,
+                          batch.n, files, info["n_dropped_valid_fraction"], float(o.min_valid_fraction))
+        if batch.n == 0:
+            self.log.warning("cycle %d analysis at %s: no usable observation; no analysis this cycle", c, when)
+            return None
+        return batch
+
     def _analysis(self, c, obsw, stats):
-        """CN's analysis at the end of cycle c: observations of the truth, EAKF on patch LAI, set_lai."""
+        """CN's analysis at the end of cycle c: observations (synthetic, product or obs_seq), serial
+        EAKF on patch LAI (allometric) or patch LAI, leaf C and leaf N (regression), then set_lai or
+        set_leaf, diagnostics."""
         cfg = self.cfg
         sf = self.surface
         date = self.model_date(c)
         when = np.datetime64(date.strftime("%Y-%m-%dT%H:%M:%S"), "s")
         days = (c * self.cycle_s) / SECONDS_PER_DAY
-        truth = self.runs["nature"].model
-        cell_lai_local = truth.to_column(truth.state.ps[S.TLAI])[:, 0]
-        truth_cells = comm.gather_array(np.ascontiguousarray(cell_lai_local), allgather=True)
-        o = cfg.observations
-        batch, _ = obsmod.synthetic_observations(
-            self.grid, np.maximum(truth_cells, 0.0), when, seed=int(o.seed),
-            error=obsmod.LaiErrorModel(sd_a=o.sd_a, sd_b=o.sd_b, repr_a=o.repr_a, repr_b=o.repr_b),
-            clouds=obsmod.CloudModel(p_dry=o.p_dry, p_wet=o.p_wet), min_valid_fraction=o.min_valid_fraction)
-        H, keep, _ = obsmod.operator_from_surface(sf, batch.cell)
+        batch = self._observations(c, when)
+        if batch is None:  # no analysis: an empty cycle in the diagnostics, nothing else changes
+            empty = {k: np.empty(0, dtype=np.int32 if k == "qc" else (np.int64 if k in ("cell", "obs_number")
+                                                                     else np.float64))
+                     for k in ("time", "lat", "lon", "cell", "value", "error_variance", "prior_mean",
+                               "prior_spread", "posterior_mean", "posterior_spread", "qc", "obs_number")}
+            obsw.add_cycle(c, days, empty, {})
+            return
+        f = cfg.filter
+        cutoff = float(f.cutoff_km) / EARTH_RADIUS_KM
+        if cutoff > 0:  # a decomposition-independent order that lets ranks work at the same time
+            batch = batch.select(filt.tiled_order(np.column_stack((batch.lat, batch.lon)), cutoff, "sphere"))
+        nv = len(self.state_vars)
+        H, keep, _ = obsmod.operator_from_surface(sf, batch.cell, state_index=nv * np.arange(sf.n_patch))
         batch = batch.select(keep)
         cn = self.runs["cn"]
         model = cn.model
         ps = model.state.ps
-        prior = {k: model.to_column(ps[i]) for k, i in (("TLAI", S.TLAI), ("LEAFC", S.LEAFC), ("LEAFN", S.LEAFN))}
+        fields = (("TLAI", S.TLAI), ("LEAFC", S.LEAFC), ("LEAFN", S.LEAFN))
+        prior = {k: model.to_column(ps[i]) for k, i in fields}
         c_before, n_before = ps[S.LEAFC].copy(), ps[S.LEAFN].copy()
-        f = cfg.filter
+        if nv == 3:  # element 3p + v: v = 0 LAI, 1 leaf C, 2 leaf N of local patch p
+            X = np.empty((3 * self.patches.size, self.N))
+            X[0::3], X[1::3], X[2::3] = ps[S.TLAI], ps[S.LEAFC], ps[S.LEAFN]
+        else:
+            X = np.ascontiguousarray(ps[S.TLAI])
         inflation = cn.inflation if cn.inflation is not None else float(f.inflation_factor)
-        cutoff = float(f.cutoff_km) / EARTH_RADIUS_KM
         res = filt.assimilate_block(
-            np.ascontiguousarray(ps[S.TLAI]), self.patch_starts, self.patch_counts, self.patch_loc,
+            X, nv * self.patch_starts, nv * self.patch_counts, np.repeat(self.patch_loc, nv, axis=0),
             batch.y, batch.r, H, np.column_stack((batch.lat, batch.lon)), cutoff=cutoff, geometry="sphere",
             kind=f.kind, inflation=inflation, seed=int(cfg.ensemble.seed) * 100003 + c,
-            outlier_threshold=float(f.outlier_threshold), lower_bounds=np.zeros(self.patches.size))
-        model.set_lai(res.X)
+            outlier_threshold=float(f.outlier_threshold), lower_bounds=np.zeros(X.shape[0]))
+        gap = None
+        if nv == 3:
+            lai_regressed = res.X[0::3]
+            model.set_leaf(res.X[1::3], res.X[2::3])
+            # LAI the regression gave vs LAI of the regressed leaf C (which the model keeps): cell means
+            gap = model.to_column(ps[S.TLAI] - lai_regressed).mean(axis=1)
+        else:
+            model.set_lai(res.X)
         if res.inflation is not None:
             cn.inflation = res.inflation
-        post = {k: model.to_column(ps[i]) for k, i in (("TLAI", S.TLAI), ("LEAFC", S.LEAFC), ("LEAFN", S.LEAFN))}
+        post = {k: model.to_column(ps[i]) for k, i in fields}
         stats.add(days, c, prior, post, self.start, self.count)
         # analysis budget term: ensemble-mean C and N added, summed over land on rank 0 in cell order
         dc = model.to_column(ps[S.LEAFC] - c_before).mean(axis=1) * self.cell_area_m2
@@ -565,7 +704,8 @@ class Experiment:
         if comm.is_root():
             budget = {"ANALYSIS_DLEAFC": float(np.sum(both[:, 0])), "ANALYSIS_DLEAFN": float(np.sum(both[:, 1]))}
         own = np.asarray(res.obs_index if res.obs_index is not None else [], dtype=np.int64)
-        obs = {"time": np.full(own.size, days), "lat": batch.lat[own], "lon": batch.lon[own],
+        t_obs = days + (batch.time[own] - when).astype(np.float64) / SECONDS_PER_DAY  # observation times
+        obs = {"time": t_obs, "lat": batch.lat[own], "lon": batch.lon[own],
                "cell": batch.cell[own].astype(np.int64), "value": batch.y[own], "error_variance": batch.r[own],
                "prior_mean": _or_nan(res.obs_prior_mean, own.size), "prior_spread": _or_nan(res.obs_prior_spread, own.size),
                "posterior_mean": _or_nan(res.obs_post_mean, own.size),
@@ -574,9 +714,16 @@ class Experiment:
         n = obsw.add_cycle(c, days, obs, budget)
         self._write_obs_seq(c, batch, obs, res.qc)
         n_ok = int(np.count_nonzero(res.qc == 0))
-        self.log.info("cycle %d analysis: %d observations, %d assimilated; leaf C added %.4g gC", c, n, n_ok,
-                      budget.get("ANALYSIS_DLEAFC", float("nan")))
-
+        self.log.info("cycle %d analysis (%s update): %d observations, %d assimilated; leaf C added %.4g gC, "
+                      "leaf N %.4g gN; %d elements contracted to their lower bound 0", c, self.update, n, n_ok,
+                      budget.get("ANALYSIS_DLEAFC", float("nan")), budget.get("ANALYSIS_DLEAFN", float("nan")),
+                      res.counts.get("bound_contracted", 0) + res.counts.get("bound_collapsed", 0))
+        if gap is not None:
+            g = comm.gather_array(np.ascontiguousarray(gap))
+            if comm.is_root():
+                self.log.info("cycle %d: LAI recomputed from the regressed leaf C minus the regressed LAI, "
+                              "ensemble mean: mean %.3g, max |.| %.3g m2/m2 over cells", c, float(np.mean(g)),
+                              float(np.max(np.abs(g))))
 
     def _write_obs_seq(self, c, batch, obs, qc):
         """DART obs_seq.final-like file of cycle c (``cn/obs_seq.final.<cycle>``): the observations with
@@ -596,6 +743,12 @@ class Experiment:
                       "posterior ensemble spread": full["posterior_spread"]}
             obsmod.write_obs_seq(self._exp_dir("cn") / f"obs_seq.final.{c:05d}", batch, copies=copies, dart_qc=qc)
         comm.barrier()
+
+
+def _inflation_tags(nv):
+    """Checkpoint name tags of the adaptive inflation fields of the nv state variables per patch
+    (LAI keeps the untagged names of the allometric update)."""
+    return ("", "leafc_", "leafn_")[:nv]
 
 
 def _or_nan(a, n):

@@ -43,10 +43,12 @@ Budgets, per column and member, every step (``check_budgets=True``), failures ra
 - water (mm, tolerance 1e-9): (RAIN + SNOW - ET - QRUNOFF) dt - change of canopy water (patch weighted),
   snow (ice + liquid) and soil liquid + ice;
 - carbon and nitrogen (g/m2, tolerance 1e-9): ``cn_state.cn_budget_residuals``; an analysis
-  (:meth:`LandModel.set_lai`) records the C and N it adds as an explicit term, checked at the next step.
+  (:meth:`LandModel.set_lai` or :meth:`LandModel.set_leaf`) records the C and N it adds as an explicit
+  term, checked at the next step.
 
 State: :class:`engine.physics_state.PhysicsState` (declared table + packed CN state); this module writes
-it only inside :meth:`step`, :meth:`set_lai` and the cold start. No MPI: a rank runs its own block.
+it only inside :meth:`step`, :meth:`set_lai`, :meth:`set_leaf`, :meth:`exit_spinup` and the cold start.
+No MPI: a rank runs its own block.
 """
 
 from __future__ import annotations
@@ -354,6 +356,38 @@ class LandModel:
         CA.set_leaf_from_lai(self.patch_pft, lai, self.pft, ps)
         self._analysis_c += self.to_column(ps[S.LEAFC] - c0)
         self._analysis_n += self.to_column(ps[S.LEAFN] - n0)
+        CA.veg_struct_update(self.patch_pft, self.patch_col, self.state.snow_depth, self.forc_hgt, self.pft,
+                             self.cons, 0.0, ps)
+
+    def set_leaf(self, leafc, leafn) -> None:
+        """Set leaf C ``leafc[p, m]`` (gC/m2) and leaf N ``leafn[p, m]`` (gN/m2) of this block's patches
+        from an analysis that updates them by regression (``filter.update = "regression"``, as DART's
+        CLM interface updates LEAFC and LEAFN): both as given (no fixed C:N imposed), then TLAI
+        recomputed from the new leaf C by the SLA integral (``cn_canopy.leafc_to_lai``, as CLM4.0's
+        CNVegStructUpdate does at every step) and exposed LAI/SAI and heights refreshed
+        (``veg_struct_update`` with a zero step; TSAI is unchanged because TLAI already matches leaf
+        C). The C and N added or removed are recorded per column as the analysis term of the next
+        step's budget check. Values must be finite and >= 0 (the filter's lower bounds)."""
+        leafc = np.ascontiguousarray(leafc, dtype=np.float64)
+        leafn = np.ascontiguousarray(leafn, dtype=np.float64)
+        for name, a in (("leafc", leafc), ("leafn", leafn)):
+            if a.shape != (self.npatch, self.nm):
+                raise ValueError(f"set_leaf: {name} must have shape (patch, member) = {(self.npatch, self.nm)}, "
+                                 f"got {a.shape}")
+            bad = ~np.isfinite(a) | (a < 0.0)
+            if np.any(bad):
+                p, m = np.argwhere(bad)[0]
+                raise ValueError(f"set_leaf: {name} = {float(a[p, m])!r} at patch {int(self.patch_index[p])} (land cell "
+                                 f"{int(self.cells[self.patch_col[p]])}), member {int(m)}: must be finite and >= 0")
+        ps = self.state.ps
+        c0, n0 = ps[S.LEAFC].copy(), ps[S.LEAFN].copy()
+        ps[S.LEAFC][...] = leafc
+        ps[S.LEAFN][...] = leafn
+        self._analysis_c += self.to_column(ps[S.LEAFC] - c0)
+        self._analysis_n += self.to_column(ps[S.LEAFN] - n0)
+        lai = np.empty((self.npatch, self.nm))
+        CA.leafc_to_lai(self.patch_pft, leafc, self.pft, lai)
+        ps[S.TLAI][...] = lai
         CA.veg_struct_update(self.patch_pft, self.patch_col, self.state.snow_depth, self.forc_hgt, self.pft,
                              self.cons, 0.0, ps)
 

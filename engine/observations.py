@@ -66,6 +66,18 @@ valid fraction is the overlap weight of valid pixels over the cell's land area (
 the cell area). Pixel error: the product's uncertainty layer where valid, else the error model above
 evaluated at the pixel value; plus the representativeness error.
 
+Observation files of an analysis time (the experiment's ``product`` and ``obs_seq`` sources):
+:func:`product_batch` and :func:`obs_seq_batch` find the file(s) of analysis time T from a path
+pattern with format fields ``{year} {month} {day} {doy} {hour} {minute} {second} {cycle}``
+(:func:`expand_pattern`; Gregorian day-of-year of T, or of the start of the composite containing T,
+:func:`composite_start`, e.g. GLASS's 8-day composites dated day-of-year 1, 9, ..., 361) or a glob
+whose files carry their own times (a product's CF time coordinate, :func:`product_times`; an
+obs_seq's observation times). Observations dated outside the analysis window t0 < t <= t1
+(:func:`analysis_window`, DART's convention) are not used; obs_seq observations of other types,
+outside the grid's land cells or with incoming QC above 3 are dropped and counted. Both return
+None with a description of what was expected when there is no file (the caller decides between
+an error and skipping the analysis).
+
 Regridder: exact overlaps of regular lat/lon cells on the sphere, area = R**2 * dlon * dsin(lat),
 factorised into 1-D overlaps (:func:`overlap_1d`) applied by ``kernels.obsop``. Overlaps smaller than
 1e-9 of a source cell's width are dropped (round-off at coinciding edges). Cells are those of the
@@ -118,28 +130,6 @@ _OVERLAP_EPS = 1e-9  # overlaps below this fraction of a source cell's width are
 _RASTER_RES = 0.05
 _RASTER_SHAPE = (3600, 7200)
 _OBSERVABLE_IGBP = tuple(gridmod.IGBP_VEGETATED) + (16,)  # vegetated land unit classes + barren
-
-
-#: Observation settings: name -> (default, type, units / description). For the experiment's
-#: configuration table ([observations] section); the functions below take them as arguments.
-SETTINGS = {
-    "source": ("synthetic", str, "synthetic (twin), product (gridded LAI files) or obs_seq (DART ASCII)"),
-    "seed": (0, int, "seed of the synthetic observations' counter-based streams"),
-    "min_valid_fraction": (0.3, float, "minimum valid-pixel fraction of a cell (0-1) to keep its observation"),
-    "sd_a": (0.1, float, "m2/m2: pixel error sd = max(sd_min, sd_a + sd_b * LAI)"),
-    "sd_b": (0.2, float, "1: pixel error sd slope"),
-    "sd_min": (0.1, float, "m2/m2: pixel error sd floor"),
-    "repr_a": (0.05, float, "m2/m2: representativeness sd = repr_a + repr_b * LAI_cell"),
-    "repr_b": (0.1, float, "1: representativeness sd slope"),
-    "p_dry": (0.10, float, "probability (0-1) that a composite pixel is missing away from the tropics"),
-    "p_wet": (0.50, float, "probability (0-1) that a composite pixel is missing at the equator"),
-    "lat_width": (15.0, float, "deg: e-folding half-width of the tropical gap maximum"),
-    "variable": ("LAI", str, "product: name of the LAI variable"),
-    "uncertainty": ("", str, "product: name of the LAI sd variable ('' = use the error model)"),
-    "lat_name": ("", str, "product: latitude coordinate variable ('' = find lat/latitude)"),
-    "lon_name": ("", str, "product: longitude coordinate variable ('' = find lon/longitude)"),
-    "kind": (KIND_LAI, str, f"DART observation type written to obs_seq files, one of {DART_KINDS}"),
-}
 
 
 class ObservationError(ValueError):
@@ -1005,3 +995,246 @@ def obs_seq_to_batch(seq: ObsSeq, grid, *, kinds=DART_KINDS):
                      lon=seq.lon[ok].copy(), time=seq.time[ok].copy(), qc=qc[ok], kind=kset[0],
                      meta=dict(source="DART obs_seq", kinds=kset))
     return batch, counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Observation files of an analysis time (the experiment's "product" and "obs_seq" sources)
+# ----------------------------------------------------------------------------------------------
+#: Fields a path pattern may use (Python format syntax, e.g. ``{doy:03d}``).
+PATTERN_FIELDS = ("year", "month", "day", "doy", "hour", "minute", "second", "cycle")
+#: DART filter_nml ``input_qc_threshold`` default: incoming QC above it is not assimilated.
+INPUT_QC_THRESHOLD = 3
+_GLOB_CHARS = "*?["
+
+
+def composite_start(time, composite_days: int) -> np.datetime64:
+    """Start (00 UTC) of the composite period that contains ``time``: periods start on day-of-year
+    1, 1 + N, 1 + 2N, ... of every (Gregorian) year, N = ``composite_days`` (GLASS, MODIS MCD15A2H: 8;
+    the last period of a year ends on 31 December). N = 0 returns ``time`` unchanged."""
+    t = np.datetime64(time, "s")
+    n = int(composite_days)
+    if n <= 0:
+        return t
+    year = int(str(t.astype("datetime64[Y]")))
+    doy = int((t.astype("datetime64[D]") - np.datetime64(f"{year:04d}-01-01", "D")).astype(np.int64)) + 1
+    return composite_time(year, 1 + ((doy - 1) // n) * n)
+
+
+def pattern_fields(time, cycle: int = 0) -> dict:
+    """The values of :data:`PATTERN_FIELDS` for ``time`` (Gregorian day-of-year) and ``cycle``."""
+    t = np.datetime64(time, "s")
+    s = str(t)  # YYYY-MM-DDTHH:MM:SS
+    year, month, day = int(s[0:4]), int(s[5:7]), int(s[8:10])
+    doy = int((t.astype("datetime64[D]") - np.datetime64(f"{year:04d}-01-01", "D")).astype(np.int64)) + 1
+    return dict(year=year, month=month, day=day, doy=doy, hour=int(s[11:13]), minute=int(s[14:16]),
+                second=int(s[17:19]), cycle=int(cycle))
+
+
+def expand_pattern(pattern: str, time, cycle: int = 0) -> str:
+    """``pattern`` with its format fields filled for ``time`` and ``cycle`` (see :data:`PATTERN_FIELDS`)."""
+    try:
+        return str(pattern).format(**pattern_fields(time, cycle))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ObservationError(f"observation file pattern {pattern!r}: cannot fill it ({exc!r}); its fields may be "
+                               f"{', '.join('{' + f + '}' for f in PATTERN_FIELDS)} with integer formats such as "
+                               "{doy:03d}") from None
+
+
+def is_glob(path: str) -> bool:
+    """True when ``path`` holds a glob wildcard (``*``, ``?``, ``[``)."""
+    return any(c in str(path) for c in _GLOB_CHARS)
+
+
+def analysis_window(time, half_hours: float):
+    """(t0, t1) datetime64[s] of the window of analysis time ``time``: t0 < t <= t1 (DART's
+    assimilation window, which starts one second after time - half)."""
+    t = np.datetime64(time, "s")
+    h = np.timedelta64(int(round(float(half_hours) * 3600.0)), "s")
+    return t - h, t + h
+
+
+def in_window(times, window) -> np.ndarray:
+    t = np.asarray(times, dtype="datetime64[s]")
+    return (t > window[0]) & (t <= window[1])
+
+
+def concat_batches(batches, kind: str = KIND_LAI, meta=None) -> ObsBatch:
+    """One ObsBatch of the observations of ``batches`` in order."""
+    batches = list(batches)
+    if not batches:
+        z = np.empty(0)
+        return ObsBatch(y=z, r=z.copy(), cell=np.empty(0, dtype=np.int64), lat=z.copy(), lon=z.copy(),
+                        time=np.empty(0, dtype="datetime64[s]"), qc=np.empty(0, dtype=np.int32), kind=kind,
+                        meta=dict(meta or {}))
+    cat = {k: np.concatenate([np.asarray(getattr(b, k)) for b in batches]) for k in
+           ("y", "r", "cell", "lat", "lon", "time", "qc")}
+    return ObsBatch(**cat, kind=batches[0].kind, meta=dict(meta or batches[0].meta))
+
+
+def product_times(path, time_name: str = "time"):
+    """Times (datetime64[s], Gregorian) of the records of a gridded product from its CF time
+    coordinate ``time_name`` (``units = "<unit> since <date>"``, ``calendar`` honoured), or None when
+    the file has no such variable."""
+    import cftime
+    import netCDF4
+
+    path = str(path)
+    try:
+        ds = netCDF4.Dataset(path, "r")
+    except OSError as exc:
+        raise ObservationError(f"LAI product {path}: cannot open as netCDF4/HDF5 ({exc})") from exc
+    with ds:
+        if time_name not in ds.variables:
+            return None
+        v = ds.variables[time_name]
+        units = _attr(v, "units")
+        if units is None or " since " not in str(units):
+            raise ObservationError(f"LAI product {path}: time variable {time_name!r} needs CF units "
+                                   f"'<unit> since <date>', got {units!r}")
+        cal = str(_attr(v, "calendar") or "standard")
+        vals = np.ma.filled(np.ma.asarray(v[...], dtype=np.float64), np.nan).reshape(-1)
+    if not np.all(np.isfinite(vals)):
+        raise ObservationError(f"LAI product {path}: time variable {time_name!r} holds missing values")
+    try:
+        dates = cftime.num2date(vals, str(units), calendar=cal)
+    except (ValueError, TypeError) as exc:
+        raise ObservationError(f"LAI product {path}: cannot read times of {time_name!r} ({exc})") from exc
+    return np.array([f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+                     for d in np.atleast_1d(dates)], dtype="datetime64[s]")
+
+
+_SEQ_RANGE: dict = {}  # (path, mtime_ns, size) -> (first, last) observation time of an obs_seq file
+
+
+def _seq_key(path):
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+def _files_for(pattern, time, cycle):
+    """(path or glob, files): the expanded pattern and the existing files it names (sorted)."""
+    import glob as _glob
+
+    path = expand_pattern(pattern, time, cycle)
+    if is_glob(path):
+        return path, sorted(p for p in _glob.glob(path) if os.path.isfile(p))
+    return path, ([path] if os.path.isfile(path) else [])
+
+
+def _box_edges(path, variable, box):
+    """Cell edges of an evenly spaced raster without coordinate variables: box = (edge of the first
+    row, edge of the last row, edge of the first column, edge of the last column) in degrees."""
+    import netCDF4
+
+    try:
+        ds = netCDF4.Dataset(str(path), "r")
+    except OSError as exc:
+        raise ObservationError(f"LAI product {path}: cannot open as netCDF4/HDF5 ({exc})") from exc
+    with ds:
+        if variable not in ds.variables:
+            raise ObservationError(
+                f"LAI product {path}: variable {variable!r} not found (variables: {sorted(ds.variables)})")
+        shape = ds.variables[variable].shape
+    if len(shape) < 2:
+        raise ObservationError(f"LAI product {path}: variable {variable!r} is not 2-D (shape {shape})")
+    b = [float(x) for x in box]
+    return np.linspace(b[0], b[1], shape[-2] + 1), np.linspace(b[2], b[3], shape[-1] + 1)
+
+
+def product_batch(pattern, time, grid, *, cycle=0, composite_days=0, window_hours=12.0, variable="LAI",
+                  uncertainty=None, lat_name=None, lon_name=None, time_name="time", grid_box=None,
+                  error: LaiErrorModel = LaiErrorModel(), min_valid_fraction=0.3, kind=KIND_LAI):
+    """Observations of analysis time ``time`` from gridded product files found by ``pattern``.
+
+    A pattern without wildcards names one file (its date fields filled from the composite start of
+    ``time`` when ``composite_days`` > 0, else from ``time``); its observations are dated by that
+    composite start (or ``time``). If that file has a time coordinate ``time_name`` with several
+    records, those within the analysis window are used. A glob: every matching file's records whose
+    ``time_name`` lies within the window (t0 < t <= t1, :func:`analysis_window`) are used, dated by
+    their own time. Each record goes through :func:`read_lai_product` and
+    :func:`product_observations` over all land cells of ``grid``. ``grid_box`` (4 edges, deg: first
+    row, last row, first column, last column) places rasters without coordinate variables (plain
+    HDF5 such as GEOV1's) on an evenly spaced grid; rows and columns are the variable's last two
+    dimensions.
+    Returns (batch or None, info): None when no file / record exists (``info["missing"]`` says what
+    was expected); info holds ``files`` (path, record) used and ``n_dropped_valid_fraction``.
+    """
+    stamp = composite_start(time, composite_days)
+    window = analysis_window(time, window_hours)
+    path, files = _files_for(pattern, stamp, cycle)
+    records = []
+    for f in files:
+        times = product_times(f, time_name)
+        if is_glob(path):
+            if times is None:
+                raise ObservationError(f"LAI product {f}: found by the glob {path!r} but has no time coordinate "
+                                       f"{time_name!r} to date it (set observations.time_name, or name the file "
+                                       "of each analysis time with a date pattern)")
+            records += [(f, int(i), times[i]) for i in np.flatnonzero(in_window(times, window))]
+        elif times is not None and times.size > 1:
+            records += [(f, int(i), times[i]) for i in np.flatnonzero(in_window(times, window))]
+        else:
+            records.append((f, 0, stamp))
+    info = dict(files=[(f, i) for f, i, _ in records], n_dropped_valid_fraction=0, window=window)
+    if not records:
+        if not files:
+            info["missing"] = (f"no file matches {path!r}" if is_glob(path) else f"file {path} not found")
+        else:
+            info["missing"] = (f"no record of {', '.join(files)} lies within the analysis window "
+                               f"({window[0]}, {window[1]}]")
+        return None, info
+    batches = []
+    for f, i, t in records:
+        edges = dict(zip(("lat_edges", "lon_edges"), _box_edges(f, variable, grid_box))) if grid_box else {}
+        prod = read_lai_product(f, variable, uncertainty=uncertainty or None, lat_name=lat_name or None,
+                                lon_name=lon_name or None, time_index=i, **edges)
+        b, _ = product_observations(prod, grid, t, error=error, min_valid_fraction=min_valid_fraction, kind=kind)
+        info["n_dropped_valid_fraction"] += int(b.meta["n_dropped_valid_fraction"])
+        batches.append(b)
+    meta = dict(source="LAI product " + ", ".join(f"{f}[{i}]" for f, i, _ in records), error=error)
+    return concat_batches(batches, kind, meta), info
+
+
+def obs_seq_batch(pattern, time, grid, *, cycle=0, composite_days=0, window_hours=12.0, kinds=DART_KINDS):
+    """LAI observations of analysis time ``time`` from DART obs_seq files found by ``pattern`` (one
+    file per analysis time, or a glob over files read as needed). Observations of other types,
+    outside the grid's land cells, outside the analysis window (t0 < t <= t1) or with incoming QC
+    above :data:`INPUT_QC_THRESHOLD` are dropped and counted. Returns (batch or None, info) like
+    :func:`product_batch`; info counts ``n_read``, ``not_lai``, ``not_land``, ``outside_window``,
+    ``bad_qc``."""
+    stamp = composite_start(time, composite_days)
+    window = analysis_window(time, window_hours)
+    path, files = _files_for(pattern, stamp, cycle)
+    info = dict(files=[], window=window, n_read=0, not_lai=0, not_land=0, outside_window=0, bad_qc=0)
+    if not files:
+        info["missing"] = f"no file matches {path!r}" if is_glob(path) else f"file {path} not found"
+        return None, info
+    batches = []
+    for f in files:
+        if is_glob(path):  # skip files known to hold nothing for this window
+            key = _seq_key(f)
+            rng = _SEQ_RANGE.get(key)
+            if rng is not None and (rng[0] is None or rng[1] <= window[0] or rng[0] > window[1]):
+                continue
+        seq = read_obs_seq(f)
+        if is_glob(path):
+            _SEQ_RANGE[_seq_key(f)] = (seq.time.min(), seq.time.max()) if seq.n else (None, None)
+        b, counts = obs_seq_to_batch(seq, grid, kinds=kinds)
+        info["n_read"] += seq.n
+        info["not_lai"] += counts["not_lai"]
+        info["not_land"] += counts["not_land"]
+        inside = in_window(b.time, window)
+        info["outside_window"] += int(np.count_nonzero(~inside))
+        good_qc = b.qc <= INPUT_QC_THRESHOLD
+        info["bad_qc"] += int(np.count_nonzero(inside & ~good_qc))
+        b = b.select(inside & good_qc)
+        if b.n or not is_glob(path):
+            info["files"].append((f, 0))
+        batches.append(b)
+    if is_glob(path) and not info["files"]:
+        info["missing"] = f"no file matching {path!r} holds observations within ({window[0]}, {window[1]}]"
+        return None, info
+    kset = sorted({k for b in batches for k in b.meta.get("kinds", [])}) or [KIND_LAI]
+    batch = concat_batches([b for b in batches if b.n] or batches[:0], kset[0],
+                           dict(source="DART obs_seq " + ", ".join(f for f, _ in info["files"]), kinds=kset))
+    return batch, info

@@ -38,7 +38,11 @@ def test_schema_rows_are_complete_and_defaults_load():
         assert key.units.strip(), f"{key.dotted} has no units"
         assert key.description.strip(), f"{key.dotted} has no description"
         assert cfg.get(key.dotted) == key.default or cfg.get(key.dotted) == float(key.default)
-        assert type(getattr(getattr(cfg, key.section), key.name)).__name__ == {"date": "str"}.get(key.type, key.type)
+        value = getattr(getattr(cfg, key.section), key.name)
+        if key.type.startswith("list["):  # a list of the item type
+            assert isinstance(value, list) and all(type(v).__name__ == key.type[5:-1] for v in value)
+            continue
+        assert type(value).__name__ == {"date": "str"}.get(key.type, key.type)
     assert cfg.grid.name == "f09" and cfg.grid.land_threshold == 0.5
     assert cfg.ensemble.members == 40 and cfg.time.step_seconds == 1800 and cfg.time.forcing_step_hours == 6
     assert (cfg.grid.lat_min, cfg.grid.lat_max, cfg.grid.lon_min, cfg.grid.lon_max) == (-90.0, 90.0, 0.0, 360.0)
