@@ -13,6 +13,13 @@ the first step's time is the full compile time of the physics kernels. The clock
 steps between two barriers, with the run-time budget checks on (the production setting) and again
 with them off.
 
+Per-kernel breakdown (--kernel-steps, default 24; 0 switches it off): after the clocked runs, a
+further --kernel-steps steps (budget checks on) with every kernel that engine.landmodel calls wrapped
+in a timer (in this process only; the wrappers cost ~1 us per call, about 100 calls per step);
+reported per kernel in microseconds per patch-member-step (rank 0's block; column kernels are
+normalised by the patch-member-steps too, so the rows add up to the step) plus the rest of the step
+(the driver's NumPy work and Python).
+
 Baseline in the same run: the NumPy triad a = b + s c (McCalpin's STREAM triad) on --triad-mb MB
 arrays, done as two in-place passes (a = 3 c; a += b, no temporary): bandwidth = 5 x 8 bytes per
 element / time (best of 5), on every rank at once.
@@ -44,8 +51,56 @@ def parse():
     ap.add_argument("--fresh-cache", dest="fresh_cache", action="store_true", default=True)
     ap.add_argument("--warm-cache", dest="fresh_cache", action="store_false",
                     help="use the project's numba cache (first step = cache load)")
+    ap.add_argument("--kernel-steps", type=int, default=24,
+                    help="extra steps with per-kernel timers after the clocked runs (0: none)")
     ap.add_argument("--out", type=str, default=None, help="JSON output file (rank 0)")
     return ap.parse_args()
+
+
+def kernel_breakdown(model, frc, dt, nsteps):
+    """Time every kernel engine.landmodel calls over ``nsteps`` further steps (forcing ``frc`` reused
+    from its start); returns (per-kernel seconds, total seconds). The wrappers replace the names in
+    engine.landmodel and in the kernel modules it calls through, and are removed afterwards."""
+    import collections
+    import time as _t
+
+    import engine.landmodel as LM
+
+    spent = collections.Counter()
+    saved = []
+
+    def wrap(owner, name, label):
+        f = getattr(owner, name)
+
+        def timed(*a, **k):
+            t0 = _t.perf_counter()
+            r = f(*a, **k)
+            spent[label] += _t.perf_counter() - t0
+            return r
+
+        saved.append((owner, name, f))
+        setattr(owner, name, timed)
+
+    for name in dir(LM):
+        if hasattr(getattr(LM, name), "py_func"):
+            wrap(LM, name, name)
+    for alias in ("AL", "CA", "DE", "PH", "S"):
+        mod = getattr(LM, alias)
+        for name in dir(mod):
+            if hasattr(getattr(mod, name), "py_func"):
+                wrap(mod, name, f"{mod.__name__.rsplit('.', 1)[-1]}.{name}")
+    wrap(LM.kf, "mean_cosz", "forcing.mean_cosz")
+    try:
+        model.check_budgets = True
+        t0 = _t.perf_counter()
+        for k in range(nsteps):
+            j, f = frc[1 + k % (len(frc) - 1)]
+            model.step(f, j * dt)
+        total = _t.perf_counter() - t0
+    finally:
+        for owner, name, f in reversed(saved):
+            setattr(owner, name, f)
+    return spent, total
 
 
 def main():
@@ -112,6 +167,13 @@ def main():
             model.step(f, j * dt)
         comm.barrier()
         timed[check] = time.perf_counter() - t0
+    kernels = None
+    if args.kernel_steps > 0:
+        spent, total = kernel_breakdown(model, frc, dt, args.kernel_steps)
+        local_pms = model.npatch * args.members * args.kernel_steps
+        kernels = {k: v / local_pms * 1e6 for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+        kernels["(rest of the step: driver NumPy and Python)"] = (total - sum(spent.values())) / local_pms * 1e6
+        kernels["(step total)"] = total / local_pms * 1e6
     npatch_total = comm.allreduce(model.npatch)
     pms = npatch_total * args.members * args.steps
     pft_counts = np.bincount(surf.patch_pft[np.isin(surf.patch_cell, cells_all)], minlength=17)
@@ -136,6 +198,9 @@ def main():
             "budgets_on": pms / (timed[True] * comm.size()),
             "budgets_off": pms / (timed[False] * comm.size()),
         },
+        "kernel_us_per_patch_member_step_rank0": kernels,
+        "kernel_steps": args.kernel_steps,
+        "load_average_at_end": list(os.getloadavg()),
         "triad_GBps_per_rank_min": comm.allreduce(triad_gbs, "min"),
         "triad_array_MB": args.triad_mb,
     }

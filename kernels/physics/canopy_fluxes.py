@@ -49,9 +49,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from kernels._jit import njit
 from kernels.physics.constants import (
-    CPAIR, DENH2O, DENICE, GRAV, HSUB, HVAP, RAIR, RWAT, SB, SMPMIN, VAI_MIN, VKC,
+    CPAIR, DENH2O, DENICE, GRAV, HSUB, HVAP, RAIR, RGAS_MOL, RWAT, SB, SMPMIN, TFRZ, VAI_MIN, VKC,
 )
 from kernels.physics.friction_velocity import (
     Z0_SNOW,
@@ -63,8 +65,8 @@ from kernels.physics.friction_velocity import (
     profile_scalar,
     update_obukhov,
 )
-from kernels.physics.photosynthesis import GC_PER_UMOL, O2_MOLAR, stomata_sun_shade
-from kernels.physics.saturation import qsat
+from kernels.physics.photosynthesis import GC_PER_UMOL, O2_MOLAR, ci_iteration_lane, f_high_temperature, f_q10
+from kernels.physics.saturation import qsat, qsat_lane
 
 # Physical constants of CLM4 (clm_varcon/shr_const): Stefan-Boltzmann SB (W m-2 K-4), specific heat of
 # dry air CPAIR (J kg-1 K-1), latent heats of vaporisation HVAP and sublimation HSUB = HVAP + HFUS
@@ -87,6 +89,8 @@ _RIA = 0.5  # Sakaguchi and Zeng (2009) gamma for the stable under-canopy C_s
 _LAI_DL = 0.5  # plant litter area index (m2/m2)
 _Z_DL = 0.05  # litter layer thickness (m)
 _NITER_BARE = 3  # BareGroundFluxes stability iterations
+#: Members iterated together (lanes of one chunk of the T_v iteration; 8 doubles = one AVX-512 register).
+_LANES = 8
 
 
 @njit
@@ -200,106 +204,389 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     out_cgrnd is htvp out_cgrndl, the sensible part out_cgrnd - htvp out_cgrndl; the driver moves
     the ground fluxes to the new T_g with them after the soil temperature solve, as CLM4.0
     ``Biogeophysics2`` does).
+
+    Implementation: the T_v iteration of a patch's vegetated members runs in lockstep over chunks of
+    ``_LANES`` members (fixed-width lane loops that the compiler vectorises; the libm calls in loops
+    of their own over the lanes still iterating). Every member does exactly the operations of its own
+    member-by-member iteration, including its own number of passes and stopping test, so the results
+    are bit-identical to iterating one member after the other (no fast-math, no reassociation).
     """
     npatch, nmem = elai.shape
+    # Lockstep layout (results bit-identical to iterating one member after the other): per patch, the
+    # set-up of every vegetated member goes into the (nmem,) arrays a_* (member-indexed), the T_v
+    # iteration then runs over chunks of _LANES vegetated members in lockstep (lane buffers L_*), each
+    # lane with exactly its own sequence of iterations and its own stopping test; a lane that stops
+    # writes its last-iteration values back into a_*, from which the per-member results are formed.
+    act = np.empty(nmem, dtype=np.int64)
+    isveg = np.zeros(nmem, dtype=np.bool_)
+    # invariants of the iteration (per member)
+    a_thm = np.empty(nmem)
+    a_zldis = np.empty(nmem)
+    a_z0mv = np.empty(nmem)
+    a_lnz = np.empty(nmem)
+    a_air = np.empty(nmem)
+    a_bir = np.empty(nmem)
+    a_cir = np.empty(nmem)
+    a_tg4 = np.empty(nmem)
+    a_rho = np.empty(nmem)
+    a_thv = np.empty(nmem)
+    a_ur = np.empty(nmem)
+    a_wcan_dt = np.empty(nmem)
+    a_wext = np.empty(nmem)
+    a_edl = np.empty(nmem)
+    a_co2 = np.empty(nmem)
+    a_o2 = np.empty(nmem)
+    # first guesses of the iteration
+    a_tv = np.empty(nmem)
+    a_el = np.empty(nmem)
+    a_qsatl = np.empty(nmem)
+    a_qsatldt = np.empty(nmem)
+    a_taf = np.empty(nmem)
+    a_qaf = np.empty(nmem)
+    a_delq = np.empty(nmem)
+    a_um = np.empty(nmem)
+    a_obu = np.empty(nmem)
+    # values of the last iteration (written back when a member stops; used after the loop)
+    a_itlef = np.empty(nmem, dtype=np.int64)
+    a_tlbef = np.empty(nmem)
+    a_dtveg = np.empty(nmem)
+    a_ustar = np.empty(nmem)
+    a_temp1 = np.empty(nmem)
+    a_obufv = np.empty(nmem)
+    a_wtg = np.empty(nmem)
+    a_wtal = np.empty(nmem)
+    a_wtl0 = np.empty(nmem)
+    a_wta0 = np.empty(nmem)
+    a_wtgq = np.empty(nmem)
+    a_wtalq = np.empty(nmem)
+    a_rssun = np.empty(nmem)
+    a_rssha = np.empty(nmem)
+    a_psnsun = np.empty(nmem)
+    a_psnsha = np.empty(nmem)
+    a_evap = np.empty(nmem)
+    a_tran = np.empty(nmem)
+    a_shveg = np.empty(nmem)
+    a_dth = np.empty(nmem)
+    a_dqh = np.empty(nmem)
+    # lane buffers of the chunked iteration: one row per quantity, one column per lane; a single
+    # (rows, _LANES) block so that the lane loops have a fixed trip count and provably disjoint rows
+    lanes = np.empty((80, _LANES))
+    L_pbot = lanes[0]
+    L_q = lanes[1]
+    L_th = lanes[2]
+    L_tg = lanes[3]
+    L_qg = lanes[4]
+    L_sbeta = lanes[5]
+    L_z0mg = lanes[6]
+    L_htop = lanes[7]
+    L_vai = lanes[8]
+    L_elai = lanes[9]
+    L_lsun = lanes[10]
+    L_lsha = lanes[11]
+    L_psun = lanes[12]
+    L_psha = lanes[13]
+    L_fdry = lanes[14]
+    L_fwet = lanes[15]
+    L_bt = lanes[16]
+    L_sv = lanes[17]
+    L_zldis = lanes[18]
+    L_z0mv = lanes[19]
+    L_lnz = lanes[20]
+    L_thm = lanes[21]
+    L_thv = lanes[22]
+    L_ur = lanes[23]
+    L_rho = lanes[24]
+    L_air = lanes[25]
+    L_bir = lanes[26]
+    L_cir = lanes[27]
+    L_tg4 = lanes[28]
+    L_wcandt = lanes[29]
+    L_wext = lanes[30]
+    L_edl = lanes[31]
+    L_co2 = lanes[32]
+    L_o2 = lanes[33]
+    L_cf = lanes[34]
+    L_rsn = lanes[35]
+    L_tv = lanes[36]
+    L_el = lanes[37]
+    L_qsatl = lanes[38]
+    L_qsatldt = lanes[39]
+    L_taf = lanes[40]
+    L_qaf = lanes[41]
+    L_delq = lanes[42]
+    L_um = lanes[43]
+    L_obu = lanes[44]
+    L_del = lanes[45]
+    L_efeb = lanes[46]
+    L_obuold = lanes[47]
+    L_pq10 = lanes[48]
+    L_f2 = lanes[49]
+    L_pkc = lanes[50]
+    L_pko = lanes[51]
+    L_ustar = lanes[52]
+    L_temp1 = lanes[53]
+    L_obufv = lanes[54]
+    L_tlbef = lanes[55]
+    L_del2 = lanes[56]
+    L_rah1 = lanes[57]
+    L_uaf = lanes[58]
+    L_rb = lanes[59]
+    L_xcs = lanes[60]
+    L_rah2 = lanes[61]
+    L_rssun = lanes[62]
+    L_psnsun = lanes[63]
+    L_rssha = lanes[64]
+    L_psnsha = lanes[65]
+    L_shveg = lanes[66]
+    L_evap = lanes[67]
+    L_tran = lanes[68]
+    L_efe = lanes[69]
+    L_dtveg = lanes[70]
+    L_wtg = lanes[71]
+    L_wtal = lanes[72]
+    L_wtl0 = lanes[73]
+    L_wta0 = lanes[74]
+    L_wtgq = lanes[75]
+    L_wtalq = lanes[76]
+    L_dth = lanes[77]
+    L_dqh = lanes[78]
+    L_thvstar = lanes[79]
+    done = np.empty(_LANES, dtype=np.bool_)
+    lmem = np.empty(_LANES, dtype=np.int64)
+    nmoz = np.empty(_LANES, dtype=np.int64)
+    itl = np.empty(_LANES, dtype=np.int64)
     for p in range(npatch):
         c = patch_col[p]
         ivt = patch_pft[p]
+        veg_pft = ivt > 0
+        z0mr = pft.z0mr[ivt]
+        displar = pft.displar[ivt]
+        sqrt_dleaf = math.sqrt(pft.dleaf[ivt])  # iteration-invariant factor of cfl
+        # per-PFT factors of photosynthesis.vcmax_leaf and _ci_iteration
+        lnc = 1.0 / (pft.slatop[ivt] * pft.leafcn[ivt])
+        flnr = pft.flnr[ivt]
+        c3psn = pft.c3psn[ivt]
+        mp = pft.mp[ivt]
+        qe25 = pft.qe25[ivt]
+        # ---------------- vegetated members: set-up (CLM4.0 CanopyFluxes before the iteration) ----------------
+        nact = 0
         for m in range(nmem):
+            vai = elai[p, m] + esai[p, m]
+            veg = veg_pft and vai >= VAI_MIN and htop[p, m] > 0.0
+            isveg[m] = veg
+            if not veg:
+                continue
             pbot = forc_pbot[c, m]
             q = forc_q[c, m]
             th = forc_t[c, m]
             tg = t_grnd[c, m]
             lw = forc_lwrad[c, m]
             eg = emg[c, m]
-            rho = air_density(forc_t[c, m], q, pbot)
+            a_rho[m] = air_density(forc_t[c, m], q, pbot)
             thv = th * (1.0 + 0.61 * q)
+            a_thv[m] = thv
             ur = max(1.0, forc_wind[c, m])
-            vai = elai[p, m] + esai[p, m]
-            if ivt > 0 and vai >= VAI_MIN and htop[p, m] > 0.0:
-                # ---------------- vegetated surface (CLM4.0 CanopyFluxes) ----------------
-                z0mr = pft.z0mr[ivt]
-                hgt = forc_hgt + z0mr * htop[p, m] + pft.displar[ivt] * htop[p, m]
-                thm = forc_t[c, m] + 0.0098 * hgt
-                z0mv, displa = canopy_roughness(z0mr, pft.displar[ivt], htop[p, m], elai[p, m], esai[p, m],
-                                                z0mg[c, m])
-                zldis = hgt - displa
-                ev = emv[p, m]
-                air = ev * (1.0 + (1.0 - ev) * (1.0 - eg)) * lw
-                bir = -(2.0 - ev * (1.0 - eg)) * ev * SB
-                cir = ev * eg * SB
-                tv = t_veg[p, m]
-                el, _d, qsatl, qsatldt = qsat(tv, pbot)
-                co2 = co2_ppmv * 1.0e-6 * pbot
-                o2 = O2_MOLAR * pbot
-                w_can = h2ocan[p, m]
-                bt = btran[p, m]
-                sv = sabv[p, m]
-                taf = (tg + thm) / 2.0
-                qaf = (q + qg[c, m]) / 2.0
-                dth = thm - taf
-                dqh = q - qaf
-                delq = qg[c, m] - qaf
-                dthv = dth * (1.0 + 0.61 * q) + 0.61 * th * dqh
-                um, obu = monin_obukhov_ini(ur, thv, dthv, zldis, z0mv)
-                dleaf = pft.dleaf[ivt]
-                w_ext = math.exp(-vai)
-                fsno_dl = snowdp[c, m] / _Z_DL
-                elai_dl = _LAI_DL * (1.0 - min(fsno_dl, 1.0))
-                # iteration-invariant factors of cfl, rdl and the log-law part of the profiles
-                sqrt_dleaf = math.sqrt(dleaf)
-                exp_elai_dl = math.exp(-elai_dl)
-                ln_zldis_z0 = math.log(zldis / z0mv)
-                del_ = 0.0
-                efeb = 0.0
-                obuold = 0.0
-                nmozsgn = 0
-                itlef = 0
-                # values carried out of the loop
-                tlbef = tv
-                dt_veg = 0.0
-                ustar = 0.0
-                temp1 = 0.0
-                temp2 = 0.0
-                obu_fv = obu
-                wtg = 0.0
-                wtal = 0.0
-                wtl0 = 0.0
-                wta0 = 0.0
-                wtgq = 0.0
-                wtalq = 0.0
-                rssun = 0.0
-                rssha = 0.0
-                psnsun = 0.0
-                psnsha = 0.0
-                evap_veg = 0.0
-                tran = 0.0
-                sh_veg = 0.0
-                while itlef <= ITMAX:
-                    ustar, temp1 = momentum_and_heat_profiles_ln(zldis, z0mv, obu, um, ln_zldis_z0)
-                    temp2 = temp1  # z0q = z0h and equal forcing heights
-                    obu_fv = obu
-                    tlbef = tv
-                    del2 = del_
+            a_ur[m] = ur
+            hgt = forc_hgt + z0mr * htop[p, m] + displar * htop[p, m]
+            thm = forc_t[c, m] + 0.0098 * hgt
+            a_thm[m] = thm
+            z0mv, displa = canopy_roughness(z0mr, displar, htop[p, m], elai[p, m], esai[p, m], z0mg[c, m])
+            a_z0mv[m] = z0mv
+            zldis = hgt - displa
+            a_zldis[m] = zldis
+            ev = emv[p, m]
+            a_air[m] = ev * (1.0 + (1.0 - ev) * (1.0 - eg)) * lw
+            a_bir[m] = -(2.0 - ev * (1.0 - eg)) * ev * SB
+            a_cir[m] = ev * eg * SB
+            a_tg4[m] = tg ** 4
+            tv = t_veg[p, m]
+            a_tv[m] = tv
+            el, _d, qsatl, qsatldt = qsat(tv, pbot)
+            a_el[m] = el
+            a_qsatl[m] = qsatl
+            a_qsatldt[m] = qsatldt
+            a_co2[m] = co2_ppmv * 1.0e-6 * pbot
+            a_o2[m] = O2_MOLAR * pbot
+            a_wcan_dt[m] = h2ocan[p, m] / dt
+            taf = (tg + thm) / 2.0
+            qaf = (q + qg[c, m]) / 2.0
+            a_taf[m] = taf
+            a_qaf[m] = qaf
+            dth = thm - taf
+            dqh = q - qaf
+            a_delq[m] = qg[c, m] - qaf
+            dthv = dth * (1.0 + 0.61 * q) + 0.61 * th * dqh
+            um, obu = monin_obukhov_ini(ur, thv, dthv, zldis, z0mv)
+            a_um[m] = um
+            a_obu[m] = obu
+            a_wext[m] = math.exp(-vai)
+            fsno_dl = snowdp[c, m] / _Z_DL
+            elai_dl = _LAI_DL * (1.0 - min(fsno_dl, 1.0))
+            a_edl[m] = math.exp(-elai_dl)
+            a_lnz[m] = math.log(zldis / z0mv)
+            act[nact] = m
+            nact += 1
+        # ---------------- the T_v iteration: vegetated members in chunks of _LANES lanes ----------------
+        # Each lane is one member; the phases below run over all lanes of the chunk (the arithmetic ones
+        # without branches the compiler cannot turn into selects, so that they vectorise), the phases
+        # with libm calls only over the lanes still iterating. A lane that stops (CLM's convergence
+        # test or itlef > itmax) has its values copied out at that iteration and is then ignored
+        # (padding lanes of the last chunk start stopped). CLM's ``do while (itlef <= itmax)``: every
+        # member enters with itlef = 0 <= ITMAX.
+        for ch in range(0, nact, _LANES):
+            for l in range(_LANES):
+                k = ch + l
+                if k < nact:
+                    m = act[k]
+                    done[l] = False
+                else:
+                    m = act[ch]
+                    done[l] = True
+                lmem[l] = m
+                pbot = forc_pbot[c, m]
+                L_pbot[l] = pbot
+                L_q[l] = forc_q[c, m]
+                L_th[l] = forc_t[c, m]
+                L_tg[l] = t_grnd[c, m]
+                L_qg[l] = qg[c, m]
+                L_sbeta[l] = soilbeta[c, m]
+                L_z0mg[l] = z0mg[c, m]
+                L_htop[l] = htop[p, m]
+                L_vai[l] = elai[p, m] + esai[p, m]
+                L_elai[l] = elai[p, m]
+                L_lsun[l] = laisun[p, m]
+                L_lsha[l] = laisha[p, m]
+                L_psun[l] = parsun[p, m]
+                L_psha[l] = parsha[p, m]
+                L_fdry[l] = fdry[p, m]
+                L_fwet[l] = fwet[p, m]
+                L_bt[l] = btran[p, m]
+                L_sv[l] = sabv[p, m]
+                L_zldis[l] = a_zldis[m]
+                L_z0mv[l] = a_z0mv[m]
+                L_lnz[l] = a_lnz[m]
+                thm = a_thm[m]
+                L_thm[l] = thm
+                L_thv[l] = a_thv[m]
+                L_ur[l] = a_ur[m]
+                L_rho[l] = a_rho[m]
+                L_air[l] = a_air[m]
+                L_bir[l] = a_bir[m]
+                L_cir[l] = a_cir[m]
+                L_tg4[l] = a_tg4[m]
+                L_wcandt[l] = a_wcan_dt[m]
+                L_wext[l] = a_wext[m]
+                L_edl[l] = a_edl[m]
+                L_co2[l] = a_co2[m]
+                L_o2[l] = a_o2[m]
+                cf = pbot / (RGAS_MOL * thm) * 1.0e06  # stomata: s m2 umol-1 -> s/m (as stomata_sun_shade)
+                L_cf[l] = cf
+                L_rsn[l] = min(cons.rsmax0, cf / cons.bp)
+                L_tv[l] = a_tv[m]
+                L_el[l] = a_el[m]
+                L_qsatl[l] = a_qsatl[m]
+                L_qsatldt[l] = a_qsatldt[m]
+                L_taf[l] = a_taf[m]
+                L_qaf[l] = a_qaf[m]
+                L_delq[l] = a_delq[m]
+                L_um[l] = a_um[m]
+                L_obu[l] = a_obu[m]
+                L_del[l] = 0.0
+                L_efeb[l] = 0.0
+                L_obuold[l] = 0.0
+                L_pq10[l] = 1.0
+                L_f2[l] = 1.0
+                L_pkc[l] = 1.0
+                L_pko[l] = 1.0
+                nmoz[l] = 0
+                itl[l] = 0
+            nrun = nact - ch if nact - ch < _LANES else _LANES
+            while nrun > 0:
+                # (1) Monin-Obukhov profiles (libm)
+                for l in range(_LANES):
+                    if not done[l]:
+                        ustar, temp1 = momentum_and_heat_profiles_ln(L_zldis[l], L_z0mv[l], L_obu[l], L_um[l],
+                                                                     L_lnz[l])
+                        L_ustar[l] = ustar
+                        L_temp1[l] = temp1  # temp2 = temp1: z0q = z0h and equal forcing heights
+                # (2) aerodynamic and leaf boundary-layer resistances
+                for l in range(_LANES):
+                    L_obufv[l] = L_obu[l]
+                    L_tlbef[l] = L_tv[l]
+                    L_del2[l] = L_del[l]
+                    um = L_um[l]
+                    ustar = L_ustar[l]
                     ram1 = um / (ustar * ustar)
-                    rah1 = 1.0 / (temp1 * ustar)
-                    raw1 = 1.0 / (temp2 * ustar)
+                    L_rah1[l] = 1.0 / (L_temp1[l] * ustar)  # = raw1 (temp2 = temp1)
                     uaf = um * math.sqrt(1.0 / (ram1 * um))
+                    L_uaf[l] = uaf
                     cfl = 0.01 / (math.sqrt(uaf) * sqrt_dleaf)
-                    rb = 1.0 / (cfl * uaf)
-                    csoilb = VKC / (0.13 * (z0mg[c, m] * uaf / KVISC) ** 0.45)
-                    ri = (GRAV * htop[p, m] * (taf - tg)) / (taf * uaf * uaf)
-                    if taf - tg > 0.0:
-                        ricsoilc = CSOILC / (1.0 + _RIA * min(ri, 10.0))
-                        csoilcn = csoilb * w_ext + ricsoilc * (1.0 - w_ext)
-                    else:
-                        csoilcn = csoilb * w_ext + CSOILC * (1.0 - w_ext)
-                    rah2 = 1.0 / (csoilcn * uaf)
-                    raw2 = rah2
-                    eah = pbot * qaf / 0.622
-                    rssun, psnsun, _cisun, rssha, psnsha, _cisha = stomata_sun_shade(
-                        parsun[p, m], parsha[p, m], tv, el, eah, o2, co2, rb, bt, pbot, thm, ivt, pft, cons)
-                    wta = 1.0 / rah1
+                    L_rb[l] = 1.0 / (cfl * uaf)
+                    L_xcs[l] = L_z0mg[l] * uaf / KVISC
+                # (3) the libm parts of the under-canopy resistance and of the leaf temperature functions
+                for l in range(_LANES):
+                    if not done[l]:
+                        L_xcs[l] = L_xcs[l] ** 0.45
+                        if L_psun[l] > 0.0 or L_psha[l] > 0.0:
+                            tc = L_tv[l] - TFRZ
+                            L_pq10[l] = f_q10(cons.q10act, tc)
+                            L_f2[l] = f_high_temperature(tc)
+                            L_pkc[l] = f_q10(cons.akc, tc)
+                            L_pko[l] = f_q10(cons.ako, tc)
+                # (4) under-canopy resistance (Sakaguchi and Zeng 2009) and stomata (photosynthesis.stomata_sun_shade)
+                for l in range(_LANES):
+                    uaf = L_uaf[l]
+                    tg = L_tg[l]
+                    taf = L_taf[l]
+                    csoilb = VKC / (0.13 * L_xcs[l])
+                    ri = (GRAV * L_htop[l] * (taf - tg)) / (taf * uaf * uaf)
+                    w_ext = L_wext[l]
+                    ricsoilc = CSOILC / (1.0 + _RIA * min(ri, 10.0))
+                    csoilcn = (csoilb * w_ext + ricsoilc * (1.0 - w_ext) if taf - tg > 0.0
+                               else csoilb * w_ext + CSOILC * (1.0 - w_ext))
+                    L_rah2[l] = 1.0 / (csoilcn * uaf)
+                    pbot = L_pbot[l]
+                    eah = pbot * L_qaf[l] / 0.622
+                    o2 = L_o2[l]
+                    co2 = L_co2[l]
+                    act25 = cons.act25 * 1000.0 / 60.0 * L_pq10[l]
+                    vcmx = lnc * flnr * cons.fnr * act25 / L_f2[l] * L_bt[l]
+                    kc = cons.kc25 * L_pkc[l]
+                    ko = cons.ko25 * L_pko[l]
+                    awc = kc * (1.0 + o2 / ko)
+                    cp = 0.5 * kc / ko * o2 * 0.21
+                    ei = L_el[l]
+                    rb = L_rb[l]
+                    cf = L_cf[l]
+                    rsn = L_rsn[l]
+                    rs1, psn1 = ci_iteration_lane(L_psun[l], ei, eah, co2, rb, pbot, cf, vcmx, awc, cp, c3psn, mp,
+                                                  qe25, cons.bp, cons.rsmax0)
+                    rs2, psn2 = ci_iteration_lane(L_psha[l], ei, eah, co2, rb, pbot, cf, vcmx, awc, cp, c3psn, mp,
+                                                  qe25, cons.bp, cons.rsmax0)
+                    sun = L_psun[l] > 0.0
+                    sha = L_psha[l] > 0.0
+                    L_rssun[l] = rs1 if sun else rsn
+                    L_psnsun[l] = psn1 if sun else 0.0
+                    L_rssha[l] = rs2 if sha else rsn
+                    L_psnsha[l] = psn2 if sha else 0.0
+                # (5) canopy energy balance, Newton step of T_v, fluxes, canopy air, stability numerator
+                for l in range(_LANES):
+                    q = L_q[l]
+                    th = L_th[l]
+                    tg = L_tg[l]
+                    qgc = L_qg[l]
+                    rho = L_rho[l]
+                    thm = L_thm[l]
+                    tv = L_tv[l]
+                    qsatl = L_qsatl[l]
+                    qsatldt = L_qsatldt[l]
+                    qaf = L_qaf[l]
+                    rb = L_rb[l]
+                    vai = L_vai[l]
+                    bt = L_bt[l]
+                    w_can_dt = L_wcandt[l]
+                    rah2 = L_rah2[l]
+                    wta = 1.0 / L_rah1[l]
                     wtl = vai / rb
                     wtg = 1.0 / rah2
                     wtshi = 1.0 / (wta + wtl + wtg)
@@ -308,30 +595,19 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     wta0 = wta * wtshi
                     wtga = wta0 + wtg0
                     wtal = wta0 + wtl0
-                    if fdry[p, m] > 0.0:
-                        rppdry = (fdry[p, m] * rb * (laisun[p, m] / (rb + rssun) + laisha[p, m] / (rb + rssha))
-                                  / elai[p, m])
-                    else:
-                        rppdry = 0.0
+                    fd = L_fdry[l]
+                    rppdry_w = fd * rb * (L_lsun[l] / (rb + L_rssun[l]) + L_lsha[l] / (rb + L_rssha[l])) / L_elai[l]
+                    rppdry = rppdry_w if fd > 0.0 else 0.0
                     efpot = rho * wtl * (qsatl - qaf)
-                    if efpot > 0.0:
-                        if bt > 0.0:
-                            tran = efpot * rppdry
-                            rpp = rppdry + fwet[p, m]
-                        else:
-                            rpp = fwet[p, m]
-                            tran = 0.0
-                        rpp = min(rpp, (tran + w_can / dt) / efpot)
-                    else:
-                        rpp = 1.0
-                        tran = 0.0
-                    wtaq = 1.0 / raw1
+                    fw = L_fwet[l]
+                    tran0 = efpot * rppdry if bt > 0.0 else 0.0
+                    rpp0 = rppdry + fw if bt > 0.0 else fw
+                    rpp_lim = min(rpp0, (tran0 + w_can_dt) / efpot)
+                    rpp = rpp_lim if efpot > 0.0 else 1.0
+                    wtaq = 1.0 / L_rah1[l]
                     wtlq = vai / rb * rpp
-                    rdl = (1.0 - exp_elai_dl) / (0.004 * uaf)
-                    if delq < 0.0:
-                        wtgq = 1.0 / (raw2 + rdl)
-                    else:
-                        wtgq = soilbeta[c, m] / (raw2 + rdl)
+                    rdl = (1.0 - L_edl[l]) / (0.004 * L_uaf[l])
+                    wtgq = 1.0 / (rah2 + rdl) if L_delq[l] < 0.0 else L_sbeta[l] / (rah2 + rdl)
                     wtsqi = 1.0 / (wtaq + wtlq + wtgq)
                     wtgq0 = wtgq * wtsqi
                     wtlq0 = wtlq * wtsqi
@@ -341,56 +617,147 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     dc1 = rho * CPAIR * wtl
                     dc2 = HVAP * rho * wtlq
                     efsh = dc1 * (wtga * tv - wtg0 * tg - wta0 * thm)
-                    efe = dc2 * (wtgaq * qsatl - wtgq0 * qg[c, m] - wtaq0 * q)
-                    erre = 0.0
-                    if efe * efeb < 0.0:
-                        efeold = efe
-                        efe = 0.1 * efeold
-                        erre = efe - efeold
-                    dt_veg = ((sv + air + bir * tv ** 4 + cir * tg ** 4 - efsh - efe)
-                              / (-4.0 * bir * tv ** 3 + dc1 * wtga + dc2 * wtgaq * qsatldt))
-                    tv = tlbef + dt_veg
-                    dels = dt_veg
+                    efe0 = dc2 * (wtgaq * qsatl - wtgq0 * qgc - wtaq0 * q)
+                    damp = efe0 * L_efeb[l] < 0.0
+                    efe = 0.1 * efe0 if damp else efe0
+                    erre = efe - efe0 if damp else 0.0
+                    sv = L_sv[l]
+                    air = L_air[l]
+                    bir = L_bir[l]
+                    cir = L_cir[l]
+                    tg4 = L_tg4[l]
+                    dt_veg0 = ((sv + air + bir * tv ** 4 + cir * tg4 - efsh - efe)
+                               / (-4.0 * bir * tv ** 3 + dc1 * wtga + dc2 * wtgaq * qsatldt))
+                    tlbef = tv
+                    dels = dt_veg0
                     del_ = abs(dels)
-                    err = 0.0
-                    if del_ > _DELMAX:
-                        dt_veg = _DELMAX * dels / del_
-                        tv = tlbef + dt_veg
-                        err = (sv + air + bir * tlbef ** 3 * (tlbef + 4.0 * dt_veg) + cir * tg ** 4
+                    big = del_ > _DELMAX
+                    dt_veg = _DELMAX * dels / del_ if big else dt_veg0
+                    tv = tlbef + dt_veg
+                    err_big = (sv + air + bir * tlbef ** 3 * (tlbef + 4.0 * dt_veg) + cir * tg4
                                - (efsh + dc1 * wtga * dt_veg) - (efe + dc2 * wtgaq * qsatldt * dt_veg))
-                    efpot = rho * wtl * (wtgaq * (qsatl + qsatldt * dt_veg) - wtgq0 * qg[c, m] - wtaq0 * q)
+                    err = err_big if big else 0.0
+                    efpot = rho * wtl * (wtgaq * (qsatl + qsatldt * dt_veg) - wtgq0 * qgc - wtaq0 * q)
                     evap_veg = rpp * efpot
-                    if efpot > 0.0 and bt > 0.0:
-                        tran = efpot * rppdry
-                    else:
-                        tran = 0.0
-                    ecidif = max(0.0, evap_veg - tran - w_can / dt)
-                    evap_veg = min(evap_veg, tran + w_can / dt)
-                    sh_veg = efsh + dc1 * wtga * dt_veg + err + erre + HVAP * ecidif
-                    el, _d, qsatl, qsatldt = qsat(tv, pbot)
+                    tran = efpot * rppdry if efpot > 0.0 and bt > 0.0 else 0.0
+                    ecidif = max(0.0, evap_veg - tran - w_can_dt)
+                    evap_veg = min(evap_veg, tran + w_can_dt)
+                    L_shveg[l] = efsh + dc1 * wtga * dt_veg + err + erre + HVAP * ecidif
+                    L_evap[l] = evap_veg
+                    L_tran[l] = tran
+                    L_efe[l] = efe
+                    L_del[l] = del_
+                    L_dtveg[l] = dt_veg
+                    L_tv[l] = tv
+                    L_wtg[l] = wtg
+                    L_wtal[l] = wtal
+                    L_wtl0[l] = wtl0
+                    L_wta0[l] = wta0
+                    L_wtgq[l] = wtgq
+                    L_wtalq[l] = wtalq
+                    el, qsatl, qsatldt = qsat_lane(tv, L_pbot[l])
+                    L_el[l] = el
+                    L_qsatl[l] = qsatl
+                    L_qsatldt[l] = qsatldt
                     taf = wtg0 * tg + wta0 * thm + wtl0 * tv
-                    qaf = wtlq0 * qsatl + wtgq0 * qg[c, m] + q * wtaq0
+                    qaf = wtlq0 * qsatl + wtgq0 * qgc + q * wtaq0
+                    L_taf[l] = taf
+                    L_qaf[l] = qaf
                     dth = thm - taf
                     dqh = q - qaf
-                    delq = wtalq * qg[c, m] - wtlq0 * qsatl - wtaq0 * q
+                    L_dth[l] = dth
+                    L_dqh[l] = dqh
+                    L_delq[l] = wtalq * qgc - wtlq0 * qsatl - wtaq0 * q
+                    temp1 = L_temp1[l]
                     tstar = temp1 * dth
-                    qstar = temp2 * dqh
-                    thvstar = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
-                    um, obu = update_obukhov(zldis, ustar, thvstar, thv, ur)
-                    if obuold * obu < 0.0:
-                        nmozsgn += 1
-                    if nmozsgn >= 4:
+                    qstar = temp1 * dqh
+                    L_thvstar[l] = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
+                # (6) stability update (libm), convergence; a lane that stops is copied out
+                for l in range(_LANES):
+                    if done[l]:
+                        continue
+                    zldis = L_zldis[l]
+                    um, obu = update_obukhov(zldis, L_ustar[l], L_thvstar[l], L_thv[l], L_ur[l])
+                    L_um[l] = um
+                    if L_obuold[l] * obu < 0.0:
+                        nmoz[l] += 1
+                    if nmoz[l] >= 4:
                         obu = zldis / (-0.01)
-                    obuold = obu
-                    itlef += 1
+                    L_obu[l] = obu
+                    L_obuold[l] = obu
+                    itlef = itl[l] + 1
+                    itl[l] = itlef
+                    stop = itlef > ITMAX
                     if itlef > _ITMIN:
-                        dele = abs(efe - efeb)
-                        efeb = efe
-                        det = max(del_, del2)
+                        efe = L_efe[l]
+                        dele = abs(efe - L_efeb[l])
+                        L_efeb[l] = efe
+                        det = max(L_del[l], L_del2[l])
                         if det < _DTMIN and dele < _DLEMIN:
-                            break
+                            stop = True
+                    if stop:
+                        done[l] = True
+                        nrun -= 1
+                        m = lmem[l]
+                        a_itlef[m] = itlef
+                        a_tv[m] = L_tv[l]
+                        a_tlbef[m] = L_tlbef[l]
+                        a_dtveg[m] = L_dtveg[l]
+                        a_ustar[m] = L_ustar[l]
+                        a_temp1[m] = L_temp1[l]
+                        a_obufv[m] = L_obufv[l]
+                        a_wtg[m] = L_wtg[l]
+                        a_wtal[m] = L_wtal[l]
+                        a_wtl0[m] = L_wtl0[l]
+                        a_wta0[m] = L_wta0[l]
+                        a_wtgq[m] = L_wtgq[l]
+                        a_wtalq[m] = L_wtalq[l]
+                        a_rssun[m] = L_rssun[l]
+                        a_rssha[m] = L_rssha[l]
+                        a_psnsun[m] = L_psnsun[l]
+                        a_psnsha[m] = L_psnsha[l]
+                        a_evap[m] = L_evap[l]
+                        a_tran[m] = L_tran[l]
+                        a_shveg[m] = L_shveg[l]
+                        a_dth[m] = L_dth[l]
+                        a_dqh[m] = L_dqh[l]
+                        a_delq[m] = L_delq[l]
+        # ---------------- per member: the vegetated results or the bare-ground solution ----------------
+        for m in range(nmem):
+            pbot = forc_pbot[c, m]
+            q = forc_q[c, m]
+            th = forc_t[c, m]
+            tg = t_grnd[c, m]
+            lw = forc_lwrad[c, m]
+            eg = emg[c, m]
+            if isveg[m]:
+                rho = a_rho[m]
+                thm = a_thm[m]
+                z0mv = a_z0mv[m]
+                temp1 = a_temp1[m]
+                temp2 = temp1
+                tlbef = a_tlbef[m]
+                dt_veg = a_dtveg[m]
+                tv = a_tv[m]
+                ev = emv[p, m]
+                air = a_air[m]
+                bir = a_bir[m]
+                cir = a_cir[m]
+                sv = sabv[p, m]
+                w_can = h2ocan[p, m]
+                tran = a_tran[m]
+                evap_veg = a_evap[m]
+                sh_veg = a_shveg[m]
+                dth = a_dth[m]
+                dqh = a_dqh[m]
+                wtg = a_wtg[m]
+                wtal = a_wtal[m]
+                wtl0 = a_wtl0[m]
+                wta0 = a_wta0[m]
+                wtgq = a_wtgq[m]
+                wtalq = a_wtalq[m]
                 # 2-m profile of the last iteration (CLM computes it inside FrictionVelocity every pass)
-                temp12m = VKC / profile_scalar(2.0 + z0mv, z0mv, obu_fv)
+                temp12m = VKC / profile_scalar(2.0 + z0mv, z0mv, a_obufv[m])
                 temp22m = temp12m
                 # canopy water after evaporation / dew; round-off below zero goes to the sensible heat
                 w_new = w_can + (tran - evap_veg) * dt
@@ -405,7 +772,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 sh_veg += err_v  # close the canopy energy balance (round-off)
                 delt = wtal * tg - wtl0 * tv - wta0 * thm
                 sh_grnd = CPAIR * rho * wtg * delt
-                evap_soi = rho * wtgq * delq
+                evap_soi = rho * wtgq * a_delq[m]
                 t2m = thm + temp1 * dth * (1.0 / temp12m - 1.0 / temp1)
                 q2m = q + temp2 * dqh * (1.0 / temp22m - 1.0 / temp2)
                 dlrad = (1.0 - ev) * eg * lw + ev * eg * lv_lin
@@ -415,6 +782,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 sabg_eff = sabg[p, m]
                 cgrnds = CPAIR * rho * wtg * wtal
                 cgrndl = rho * wtgq * wtalq * dqgdt[c, m]
+                ustar = a_ustar[m]
                 out_t_veg[p, m] = tv
                 out_h2ocan[p, m] = w_new
                 out_fsh_v[p, m] = sh_veg
@@ -424,6 +792,10 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 out_fcev[p, m] = HVAP * (evap_veg - tran)
                 out_fira[p, m] = ulrad - lw
                 out_lwnet_veg[p, m] = lwnet_veg
+                rssun = a_rssun[m]
+                rssha = a_rssha[m]
+                psnsun = a_psnsun[m]
+                psnsha = a_psnsha[m]
                 out_rssun[p, m] = rssun
                 out_rssha[p, m] = rssha
                 out_psnsun[p, m] = psnsun
@@ -432,9 +804,12 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 out_fpsn[p, m] = fpsn
                 out_gpp[p, m] = fpsn * GC_PER_UMOL
                 out_err_veg[p, m] = err_v
-                out_niter[p, m] = itlef
+                out_niter[p, m] = a_itlef[m]
             else:
                 # ---------------- bare ground (CLM4.0 BareGroundFluxes) ----------------
+                rho = air_density(forc_t[c, m], q, pbot)
+                thv = th * (1.0 + 0.61 * q)
+                ur = max(1.0, forc_wind[c, m])
                 hgt = forc_hgt + z0mg[c, m]
                 thm = forc_t[c, m] + 0.0098 * hgt
                 zldis = hgt

@@ -28,7 +28,7 @@ _D = np.array([0.503277922, 0.377289173e-01, 0.126801703e-02, 0.249468427e-04, 0
                0.257180651e-08, 0.133268878e-10, 0.394116744e-13, 0.498070196e-16])
 
 
-@njit
+@njit(inline="always")
 def _poly8(c, t):
     return c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * (c[5] + t * (c[6] + t * (c[7] + t * c[8])))))))
 
@@ -60,6 +60,21 @@ def qsat(t, p):
     return es, desdt, es * vp1, desdt * vp2 * p
 
 
+@njit(inline="always")
+def qsat_lane(t, p):
+    """:func:`qsat` without branches, for loops over ensemble lanes that should vectorise: both
+    polynomial pairs are evaluated and the one :func:`esat` would use is selected, so the results are
+    bit-identical to :func:`qsat`. Returns (es [Pa], qs [kg/kg], dqs/dT [1/K])."""
+    td = min(max(t - TFRZ, -75.0), 100.0)
+    water = td >= 0.0
+    es = (_poly8(_A, td) if water else _poly8(_C, td)) * 100.0
+    desdt = (_poly8(_B, td) if water else _poly8(_D, td)) * 100.0
+    vp = 1.0 / (p - 0.378 * es)
+    vp1 = 0.622 * vp
+    vp2 = vp1 * vp
+    return es, es * vp1, desdt * vp2 * p
+
+
 @njit
 def qsat_array(t, p, out_es, out_desdt, out_qs, out_dqsdt):
     """Elementwise :func:`qsat` over 2-D arrays (e.g. patch x member).
@@ -76,4 +91,4 @@ def qsat_array(t, p, out_es, out_desdt, out_qs, out_dqsdt):
             out_dqsdt[i, j] = dqsdt
 
 
-__all__ = ["esat", "qsat", "qsat_array"]
+__all__ = ["esat", "qsat", "qsat_array", "qsat_lane"]

@@ -204,6 +204,7 @@ def soil_water_stress(patch_col, patch_pft, rootfr, smpso, smpsc, dz, watsat, su
     nm = h2osoi_liq.shape[2]
     eff_col = np.empty((NLEVSOI, nm))  # effective porosity (1); < 0 marks a layer without uptake
     psi_col = np.empty((NLEVSOI, nm))  # matric potential before the PFT's lower limit (mm)
+    bt_acc = np.empty(nm)  # BTRAN of the patch being done, per member
     c_done = -1
     for p in range(npatch):
         c = patch_col[p]
@@ -222,20 +223,24 @@ def soil_water_stress(patch_col, patch_pft, rootfr, smpso, smpsc, dz, watsat, su
                             eff_col[k, m] = eff
                             psi_col[k, m] = sucsat[c, k] * s ** (-bsw[c, k])
             c_done = c
+        # layers outer, members inner (contiguous); each member's BTRAN sum runs over the layers in order
         for m in range(nm):
-            bt = 0.0
-            for k in range(NLEVSOI):
+            bt_acc[m] = 0.0
+        for k in range(NLEVSOI):
+            for m in range(nm):
                 out_rootr[p, k, m] = 0.0
                 if ivt > 0 and eff_col[k, m] >= 0.0:
                     eff = eff_col[k, m]
                     smp = max(smpsc[ivt], psi_col[k, m])
                     w = min(1.0, (eff / watsat[c, k]) * (smp - smpsc[ivt]) / (smpso[ivt] - smpsc[ivt]))
                     out_rootr[p, k, m] = rootfr[p, k] * w
-                    bt += rootfr[p, k] * w
-            out_btran[p, m] = bt
-            if bt > 0.0:
-                for k in range(NLEVSOI):
-                    out_rootr[p, k, m] = out_rootr[p, k, m] / bt
+                    bt_acc[m] += rootfr[p, k] * w
+        for m in range(nm):
+            out_btran[p, m] = bt_acc[m]
+        for k in range(NLEVSOI):
+            for m in range(nm):
+                if bt_acc[m] > 0.0:
+                    out_rootr[p, k, m] = out_rootr[p, k, m] / bt_acc[m]
 
 
 @njit
@@ -252,20 +257,23 @@ def column_rootr(patch_col, patch_wt, qflx_tran_patch, rootr, out_qflx_tran, out
     for c in range(ncol):
         for m in range(nm):
             out_qflx_tran[c, m] = 0.0
-            for k in range(NLEVSOI):
+        for k in range(NLEVSOI):
+            for m in range(nm):
                 out_rootr_col[c, k, m] = 0.0
+    q = np.empty(nm)
     for p in range(patch_col.shape[0]):
         c = patch_col[p]
         for m in range(nm):
-            q = patch_wt[p] * qflx_tran_patch[p, m]
-            out_qflx_tran[c, m] += q
-            for k in range(NLEVSOI):
-                out_rootr_col[c, k, m] += q * rootr[p, k, m]
+            q[m] = patch_wt[p] * qflx_tran_patch[p, m]
+            out_qflx_tran[c, m] += q[m]
+        for k in range(NLEVSOI):
+            for m in range(nm):
+                out_rootr_col[c, k, m] += q[m] * rootr[p, k, m]
     for c in range(ncol):
-        for m in range(nm):
-            q = out_qflx_tran[c, m]
-            for k in range(NLEVSOI):
-                out_rootr_col[c, k, m] = out_rootr_col[c, k, m] / q if q != 0.0 else 0.0
+        for k in range(NLEVSOI):
+            for m in range(nm):
+                qc = out_qflx_tran[c, m]
+                out_rootr_col[c, k, m] = out_rootr_col[c, k, m] / qc if qc != 0.0 else 0.0
 
 
 __all__ = [
