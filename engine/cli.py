@@ -1,9 +1,11 @@
-"""The ``laida`` command: ``laida info | config | run | resume | surface | forcing | demo`` (``laida --help`` lists them).
+"""The ``laida`` command: ``laida info | config | run | resume | report | surface | forcing | demo`` (``laida --help``
+lists them).
 
 Each subcommand is one function decorated with ``@subcommand(name, help, *arguments)`` that takes the
 parsed arguments and returns the exit code. ``info`` and ``config`` write only to stdout/stderr (rank 0
-under MPI); ``run``, ``resume``, ``surface``, ``forcing`` and ``demo`` write the files they are asked for. A ``ConfigError`` from any subcommand
-ends with its message on stderr and exit code 2, without a traceback.
+under MPI); ``run``, ``resume``, ``surface``, ``forcing`` and ``demo`` write the files they are asked for;
+``report`` reads a run directory's history and writes only the text file it is asked for. A ``ConfigError`` from
+any subcommand ends with its message on stderr and exit code 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -162,6 +164,39 @@ def resume(args) -> int:
     exp = experiment.Experiment(experiment.run_config(args.run_dir))
     comm.run_collectively(exp.run, cycles, resume=True)
     _print(f"laida resume: cycle {exp.cycle} of {exp.n_cycles} done; files in {exp.run_dir.resolve()}")
+    return 0
+
+
+@subcommand("report", "print the evaluation tables of a run directory (CTL and CN against the nature run, like "
+            "the study's Tables II and III) from ALL its history segments, joined in time order",
+            arg("run_dir", metavar="RUNDIR", help="run directory of `laida run` (holds nature/, ctl/ and cn/)"),
+            arg("--out", metavar="FILE", help="also write the text to FILE (published atomically)"),
+            arg("--area-weights", action="store_true",
+                help="weight samples by cell area (default: the study's plain means over cell-time samples)"),
+            arg("--per-band", action="store_true", help="also list ST and SM for each of the four soil bands"))
+def report(args) -> int:
+    from engine import evaluation
+
+    text, err = None, None
+    if comm.rank() == 0:  # pure NumPy on one process; the other ranks (if any) wait for the outcome
+        try:
+            text = evaluation.run_report(args.run_dir, out=args.out, weights="area" if args.area_weights else None,
+                                         per_band=args.per_band)
+        except evaluation.EvaluationError as exc:
+            err = f"laida report: {exc}"
+        except OSError as exc:  # e.g. a directory of the run that cannot be read
+            err = f"laida report: {exc.filename or args.run_dir}: {exc.strerror or exc}"
+    err = comm.bcast(err)
+    if err is not None:
+        if comm.rank() == 0:
+            sys.stderr.write(err + "\n")
+        return 1
+    if comm.rank() == 0:
+        _print(text.rstrip("\n"))
+    if args.out:
+        from pathlib import Path
+
+        _print(f"\nreport written to {Path(args.out).resolve()}")
     return 0
 
 

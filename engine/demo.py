@@ -56,9 +56,8 @@ def main(args) -> int:
     elapsed = time.perf_counter() - t0
     code = 0
     if comm.is_root():
-        tag = "c00001"
-        paths = {n: run_dir / n / f"{n}.h0.{tag}.nc" for n in experiment.EXPERIMENTS}
         try:
+            paths = {n: evaluation.history_segments(run_dir, n) for n in experiment.EXPERIMENTS}
             print(evaluation.evaluation_report(paths["ctl"], paths["cn"], paths["nature"]), flush=True)
         except evaluation.EvaluationError as exc:
             print(f"demo: evaluation failed: {exc}", flush=True)

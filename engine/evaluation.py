@@ -3,8 +3,10 @@
 State read and written
 ----------------------
 Reads laida history files (CF netCDF4 written by :class:`engine.history.HistoryWriter`) with
-:func:`load_history`, or plain NumPy arrays shaped ``(time, [band,] lat, lon)``. Writes nothing and
-holds no state; every function is pure NumPy on one process (run it on rank 0 after the experiment,
+:func:`load_history`, the history segments of a chained run (one per ``laida run``/``resume``,
+``<run_dir>/<exp>/<exp>.h0.c<first cycle>.nc``) joined along time with :func:`load_history_series`
+(:func:`run_report` for a whole run directory), or plain NumPy arrays shaped ``(time, [band,] lat,
+lon)``. Writes nothing (except the text file :func:`run_report` is asked for) and holds no state; every function is pure NumPy on one process (run it on rank 0 after the experiment,
 no MPI). The reference is GLASS/GEOV1/GLDAS in the study (Ling et al. 2024, IEEE JSTARS,
 doi:10.1109/JSTARS.2024.3388006) and the nature ("truth") run in laida's twin experiment.
 
@@ -73,6 +75,7 @@ SM were combined over its four layers; its values are printed beside our pooled 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -116,7 +119,11 @@ __all__ = [
     "variables_table",
     "format_table",
     "load_history",
+    "RUN_EXPERIMENTS",
+    "history_segments",
+    "load_history_series",
     "evaluation_report",
+    "run_report",
 ]
 
 #: A value at or above this magnitude is missing: CLM's ``spval`` = 1e36 (history ``_FillValue``).
@@ -883,8 +890,9 @@ def load_history(path, fields) -> dict:
     Returns a dict: each field as float64 ``(time, [band,] lat, lon)`` with the fill value and any
     ``|x| >= 1e35`` or non-finite value as NaN; ``lat``, ``lon`` (deg, centres), ``lat_edges``,
     ``lon_edges`` (from ``lat_bnds``/``lon_bnds``, else halfway between centres), ``time`` (numbers in
-    ``time_units``), ``time_units``, ``calendar``, and when present ``time_bnds``, ``area`` (km2),
-    ``landfrac``, ``landmask``, ``band`` and ``band_bnds`` (m). ``units``: field -> units string.
+    ``time_units``), ``time_units``, ``calendar``, and when present ``time_bnds``, ``n_samples`` (model
+    steps in each time mean), ``area`` (km2), ``landfrac``, ``landmask``, ``band`` and ``band_bnds`` (m).
+    ``units``: field -> units string.
     """
     import netCDF4
 
@@ -925,7 +933,7 @@ def load_history(path, fields) -> dict:
                 out[f"{c}_edges"] = np.r_[bn[:, 0], bn[-1, 1]]
             else:
                 out[f"{c}_edges"] = derive(out[c])
-        for extra in ("time_bnds", "area", "landfrac", "landmask", "band", "band_bnds"):
+        for extra in ("time_bnds", "n_samples", "area", "landfrac", "landmask", "band", "band_bnds"):
             if extra in ds.variables:
                 out[extra] = _read(ds, extra, path)
         nt = out["time"].size
@@ -954,24 +962,256 @@ def _read(ds, name: str, path: Path) -> np.ndarray:
     return np.ma.filled(np.ma.asarray(a).astype(np.float64), np.nan)
 
 
+# ----------------------------------------------------------------------------------------------
+# A run in segments: the history files of a chained run joined along time
+# ----------------------------------------------------------------------------------------------
+
+#: The three runs of a laida run directory (engine.experiment.EXPERIMENTS), reference first.
+RUN_EXPERIMENTS = ("nature", "ctl", "cn")
+_DAYS_PER_UNIT = {"days": 1.0, "day": 1.0, "hours": 1 / 24, "hour": 1 / 24, "minutes": 1 / 1440, "minute": 1 / 1440,
+                  "seconds": 1 / 86400, "second": 1 / 86400}
+_JOIN_EPS_DAYS = 1.0e-6  # day (0.0864 s): bounds closer than this are the same time (engine.history's tolerance)
+
+
+def history_segments(run_dir, experiment: str) -> list[Path]:
+    """The history segments ``<run_dir>/<experiment>/<experiment>.h0.c<first cycle>.nc`` of a run, in
+    cycle order.
+
+    Every ``laida run`` or ``laida resume`` writes one segment, named by its first cycle
+    (engine.experiment), so a chain of jobs leaves several. A segment still being written, or left
+    by a job that failed, is a hidden ``.<name>.<random>.tmp`` file and is not listed. Raises
+    :class:`EvaluationError` when the experiment's directory or every segment is missing.
+    """
+    d = Path(os.fspath(run_dir)) / experiment
+    if not d.is_dir():
+        raise EvaluationError(f"{run_dir}: no {experiment}/ directory: not a laida run directory, or its "
+                              f"{experiment} run never started")
+    pattern = re.compile(rf"{re.escape(experiment)}\.h0\.c(\d+)\.nc")
+    found = sorted((int(m.group(1)), p) for p in d.iterdir() if (m := pattern.fullmatch(p.name)) and p.is_file())
+    if not found:
+        raise EvaluationError(f"{d}: no history file {experiment}.h0.c<cycle>.nc (no run segment has finished "
+                              "yet; an unfinished one is a hidden .tmp file)")
+    return [p for _, p in found]
+
+
+def _days_per_unit(units: str, path) -> float:
+    unit, sep, _ = units.partition(" since ")
+    if not sep or unit.strip().lower() not in _DAYS_PER_UNIT:
+        raise EvaluationError(f"{path}: time units must be '<days|hours|minutes|seconds> since <date>', got {units!r}")
+    return _DAYS_PER_UNIT[unit.strip().lower()]
+
+
+def _segment_times(path: Path) -> dict:
+    """Time axis of one history segment: ``time``, ``time_bnds``, ``n_samples``, units, calendar and
+    the model step (s) from the ``config_toml`` attribute (None when the file does not say)."""
+    import netCDF4
+
+    if not path.is_file():
+        raise EvaluationError(f"no such history file: {path}")
+    try:
+        ds = netCDF4.Dataset(path, "r")
+    except OSError as exc:
+        raise EvaluationError(f"cannot open {path} as netCDF: {exc}") from None
+    try:
+        missing = [n for n in ("time", "time_bnds", "n_samples") if n not in ds.variables]
+        if missing:
+            raise EvaluationError(f"{path}: no variable(s) {missing}: not a laida history file, so its records "
+                                  "cannot be joined to other segments")
+        out = {"path": path, "time": _read(ds, "time", path), "bnds": _read(ds, "time_bnds", path),
+               "n": _read(ds, "n_samples", path), "units": str(getattr(ds["time"], "units", "")),
+               "calendar": str(getattr(ds["time"], "calendar", "standard")), "dt": None,
+               "frequency": str(getattr(ds, "frequency", ""))}
+        toml_text = str(getattr(ds, "config_toml", "") or "")
+    finally:
+        ds.close()
+    nt = out["time"].size
+    b = out["bnds"]
+    if b.shape != (nt, 2) or out["n"].shape != (nt,) or not (np.isfinite(b).all() and np.isfinite(out["n"]).all()):
+        raise EvaluationError(f"{path}: time_bnds {b.shape} and n_samples {out['n'].shape} must be finite and "
+                              f"match time ({nt},)")
+    out["per_day"] = 1.0 / _days_per_unit(out["units"], path)
+    eps = _JOIN_EPS_DAYS * out["per_day"]
+    if nt and (np.any(b[:, 1] < b[:, 0] - eps) or np.any(b[1:, 0] < b[:-1, 1] - eps)):
+        raise EvaluationError(f"{path}: time_bnds are not ordered, non-overlapping periods")
+    if toml_text.strip():
+        import tomllib
+
+        try:
+            step = tomllib.loads(toml_text).get("time", {}).get("step_seconds")
+        except tomllib.TOMLDecodeError as exc:
+            raise EvaluationError(f"{path}: its config_toml attribute is not TOML: {exc}") from None
+        if isinstance(step, int) and not isinstance(step, bool) and step > 0:
+            out["dt"] = step
+    return out
+
+
+def _steps(m: dict, t0: float, t1: float) -> int:
+    """Model steps of ``m``'s step length between times t0 and t1 (file units)."""
+    return int(round((t1 - t0) / m["per_day"] * 86400.0 / m["dt"]))
+
+
+def _join_plan(metas: list[dict]) -> tuple[list, list]:
+    """Output records of segments in time order: ``plan[r]`` = [(segment, record, n_samples), ...] and
+    ``bounds[r]`` = [t0, t1]. A period split by a segment boundary (the first segment's last record
+    cut at its end, the next segment's first record of the same period) becomes one record."""
+    plan: list[list[tuple[int, int, float]]] = []
+    bounds: list[list[float]] = []
+    for i, m in enumerate(metas):
+        b, n, eps = m["bnds"], m["n"], _JOIN_EPS_DAYS * m["per_day"]
+        first = 0
+        if i > 0:
+            prev = metas[i - 1]
+            a = bounds[-1]
+            where = f"{prev['path'].name} (last period {a[0]:g}-{a[1]:g}) and {m['path'].name} (first period " \
+                    f"{b[0, 0]:g}-{b[0, 1]:g}, {m['units']})"
+            check_n = m["dt"] is not None and m["dt"] == prev["dt"]
+            if abs(b[0, 0] - a[1]) <= eps:  # the next segment starts a new period where the last one ended
+                if check_n and int(n[0]) != _steps(m, b[0, 0], b[0, 1]):
+                    raise EvaluationError(f"history segments do not join: {where}: the first period holds "
+                                          f"{int(n[0])} model steps of {m['dt']} s, the period has "
+                                          f"{_steps(m, b[0, 0], b[0, 1])} (a gap inside it)")
+            elif abs(b[0, 0] - a[0]) <= eps and b[0, 1] > a[1] + eps:  # one period split by the segment boundary
+                if check_n and int(n[0]) != _steps(m, a[1], b[0, 1]):
+                    raise EvaluationError(f"history segments do not join: {where}: the period split between them "
+                                          f"needs {_steps(m, a[1], b[0, 1])} model steps after {a[1]:g} in the "
+                                          f"second, it holds {int(n[0])} (a gap or an overlap inside the period)")
+                plan[-1].append((i, 0, float(n[0])))
+                bounds[-1] = [float(b[0, 0]), float(b[0, 1])]
+                first = 1
+            elif b[0, 0] > a[1] + eps:
+                raise EvaluationError(
+                    f"history segments do not join: gap from {a[1]:g} to {b[0, 0]:g} ({m['units']}) between "
+                    f"{where}. A job that failed discards the history of its unfinished segment; the "
+                    "cycles it ran have no history unless they are run again from a checkpoint before them")
+            else:
+                raise EvaluationError(f"history segments overlap: {where}: the same model time was run twice "
+                                      "(remove the segment that was superseded)")
+        for k in range(first, b.shape[0]):
+            plan.append([(i, k, float(n[k]))])
+            bounds.append([float(b[k, 0]), float(b[k, 1])])
+    return plan, bounds
+
+
+def load_history_series(paths, fields) -> dict:
+    """Read ``fields`` of the history segments ``paths`` of ONE experiment and join them along time.
+
+    The segments (e.g. :func:`history_segments` of a chained run; any order) are put in time order
+    by their first period and must join without a gap or an overlap: each segment's first period
+    starts where the previous one's last period ended, or (a history period cut by a segment
+    boundary: the first segment writes the part up to its end, the next one the rest with the
+    period's start as lower bound) continues that period; when the files carry the model step
+    (``config_toml``) the number of steps in the joining period is checked too. A split period is
+    joined into one record, the time mean weighted by the steps of each part (exact for ensemble
+    means; a ``*_SPREAD`` field of a split period cannot be joined and raises). All segments must
+    share lat, lon, landmask, time units and calendar.
+
+    Returns the dict of :func:`load_history` over the whole series (fields ``(time, [band,] lat,
+    lon)``, ``time`` the middles of ``time_bnds``, ``n_samples`` summed over joined parts) plus
+    ``paths`` (the segments in time order) and ``segments`` (per segment: path, first output
+    record, number of records); ``path`` is a short description for messages.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(os.fspath(p)) for p in paths]
+    if not paths:
+        raise EvaluationError("load_history_series: no history files given")
+    names = [fields] if isinstance(fields, str) else list(fields)
+    metas = [_segment_times(p) for p in paths]
+    for m in metas:
+        if m["time"].size == 0:
+            raise EvaluationError(f"{m['path']}: the history segment holds no time records")
+        if (m["units"], m["calendar"]) != (metas[0]["units"], metas[0]["calendar"]):
+            raise EvaluationError(f"{m['path']} has time units {m['units']!r} ({m['calendar']}), "
+                                  f"{metas[0]['path']} {metas[0]['units']!r} ({metas[0]['calendar']}): not one run")
+        if m["frequency"] != metas[0]["frequency"]:
+            raise EvaluationError(f"{m['path']} holds {m['frequency'] or '(unstated)'} means, {metas[0]['path']} "
+                                  f"{metas[0]['frequency'] or '(unstated)'} means: segments of one run share "
+                                  "history.frequency")
+    metas.sort(key=lambda m: (m["bnds"][0, 0], m["bnds"][0, 1]))
+    plan, bounds = _join_plan(metas)
+    split = [r for r, parts in enumerate(plan) if len(parts) > 1]
+    spread = [n for n in names if n.endswith("_SPREAD")]
+    if split and spread:
+        b = bounds[split[0]]
+        raise EvaluationError(f"load_history_series: {spread} cannot be read from this series: the period "
+                              f"{b[0]:g}-{b[1]:g} is split between two segments and a spread of time means cannot "
+                              "be joined from its parts (ensemble means can)")
+    into: dict[int, list[tuple[int, int, float, float]]] = {i: [] for i in range(len(metas))}
+    for r, parts in enumerate(plan):
+        total = sum(n for _, _, n in parts)
+        for i, k, n in parts:
+            into[i].append((r, k, n / total if len(parts) > 1 else 1.0, len(parts)))
+    out: dict = {}
+    segments = []
+    for i, m in enumerate(metas):
+        h = load_history(m["path"], names)
+        if i == 0:
+            out = {key: h[key] for key in h if key not in names and key not in ("time", "time_bnds", "n_samples")}
+            for n in names:
+                out[n] = np.zeros((len(plan),) + h[n].shape[1:])
+        else:
+            for c in ("lat", "lon", "landmask"):
+                if (c in h) != (c in out) or (c in h and (h[c].shape != out[c].shape
+                                                          or not np.allclose(h[c], out[c], rtol=0, atol=1e-6))):
+                    raise EvaluationError(f"{m['path']} and {metas[0]['path']} differ in {c!r}: not one run")
+        for n in names:
+            if h[n].shape[1:] != out[n].shape[1:]:
+                raise EvaluationError(f"{m['path']}: {n} has shape {h[n].shape}, {metas[0]['path']} {out[n].shape}")
+            for r, k, w, nparts in into[i]:
+                if nparts == 1:
+                    out[n][r] = h[n][k]
+                else:
+                    out[n][r] += w * h[n][k]
+        rows = [r for r, _, _, _ in into[i]]
+        segments.append((str(m["path"]), min(rows), len({r for r in rows})))
+    tb = np.asarray(bounds, dtype=np.float64)
+    out["time_bnds"] = tb
+    out["time"] = 0.5 * (tb[:, 0] + tb[:, 1])
+    out["n_samples"] = np.asarray([sum(n for _, _, n in parts) for parts in plan])
+    out["paths"] = [str(m["path"]) for m in metas]
+    out["segments"] = segments
+    first, last = metas[0]["path"], metas[-1]["path"]
+    out["path"] = str(first) if len(metas) == 1 else f"{first.parent}/{{{first.name} .. {last.name}}} " \
+                                                     f"({len(metas)} segments)"
+    return out
+
+
+def _load_any(source, fields) -> dict:
+    """One history file (path) with :func:`load_history`, or several segments (a sequence of paths)
+    with :func:`load_history_series`."""
+    if isinstance(source, (str, os.PathLike)):
+        return load_history(source, fields)
+    return load_history_series(source, fields)
+
+
+def _coverage(d: dict) -> str:
+    t = d["time"]
+    b = d.get("time_bnds")
+    span = f"{b[0, 0]:g} to {b[-1, 1]:g}" if b is not None and b.size else f"{t[0]:g} to {t[-1]:g}"
+    return f"{t.size} records, {span} {d['time_units']}"
+
+
 def evaluation_report(ctl_path, cn_path, ref_path, *, ref_label: str = "truth", weights=None, time=None,
                       variables: Iterable[str] | None = None, lai_field: str = "TLAI", per_band: bool = False) -> str:
-    """Both tables as text, from the history files of CTL, CN and the reference (e.g. the nature run).
+    """Both tables as text, from the history of CTL, CN and the reference (e.g. the nature run).
 
+    Each of ``ctl_path``, ``cn_path``, ``ref_path`` is one history file, or a sequence of the
+    history segments of a chained run (joined along time by :func:`load_history_series`).
     LAI is ``lai_field`` of each file; the variables table uses the study's six variables (or
-    ``variables``). The three files must share their grid (lat, lon) and time records.
+    ``variables``). The three histories must share their grid (lat, lon) and time records.
     """
     keys = [v.key for v in VARIABLES] if variables is None else list(variables)
     for k in keys:
         if k not in _VARIABLE_BY_KEY:
             raise EvaluationError(f"evaluation_report: unknown variable {k!r}; known: {list(_VARIABLE_BY_KEY)}")
     fields = [lai_field] + [_VARIABLE_BY_KEY[k].field for k in keys]
-    h = {lab: load_history(p, fields) for lab, p in (("CTL", ctl_path), ("CN", cn_path), (ref_label, ref_path))}
+    h = {lab: _load_any(p, fields) for lab, p in (("CTL", ctl_path), ("CN", cn_path), (ref_label, ref_path))}
     base = h["CTL"]
     for lab, d in h.items():
         for c in ("lat", "lon", "time"):
             if d[c].shape != base[c].shape or not np.allclose(d[c], base[c], rtol=0, atol=1e-6):
-                raise EvaluationError(f"evaluation_report: {d['path']} and {base['path']} differ in {c!r}")
+                detail = f" ({lab}: {_coverage(d)}; CTL: {_coverage(base)})" if c == "time" else ""
+                raise EvaluationError(f"evaluation_report: {d['path']} and {base['path']} differ in {c!r}{detail}")
     ref = h[ref_label]
     kw = dict(lat_edges=base["lat_edges"], lon_edges=base["lon_edges"], time=time)
     lai = lai_table(base[lai_field], h["CN"][lai_field], ref[lai_field], base["lat"], base["lon"], weights, **kw)
@@ -985,3 +1225,106 @@ def evaluation_report(ctl_path, cn_path, ref_path, *, ref_label: str = "truth", 
                                   title=f"Land variables: rBias and RMSD of CTL and CN against {ref_label} "
                                         "(like the study's Table III)"))
     return "\n\n".join(parts)
+
+
+def _date_text(t: float, units: str, calendar: str) -> str:
+    import cftime
+
+    try:
+        d = cftime.num2date(t, units, calendar)
+    except Exception:  # noqa: BLE001 - cftime raises several types; the number is still meaningful
+        return f"{t:g} {units}"
+    return d.strftime("%Y-%m-%d %H:%M") if (d.hour, d.minute) != (0, 0) else d.strftime("%Y-%m-%d")
+
+
+def run_report(run_dir, *, out=None, weights=None, variables: Iterable[str] | None = None,
+               per_band: bool = False) -> str:
+    """The evaluation tables of a laida run directory: CTL and CN against the nature run ("truth").
+
+    Reads ALL history segments of ``nature/``, ``ctl/`` and ``cn/`` (:func:`history_segments`),
+    joins each experiment's segments along time (:func:`load_history_series`: a gap or an overlap
+    is an error) and prints the tables of :func:`evaluation_report` (the study's Tables II and
+    III) under a header that names the run, its segments and the period covered (a run still in
+    progress is reported up to its last finished segment, and says so). ``run_dir/config.toml``
+    (written by every run) supplies the run's name and period when present. With ``out`` the text
+    is also written to that file (published atomically). Returns the text.
+    """
+    run_dir = Path(os.fspath(run_dir))
+    if not run_dir.is_dir():
+        raise EvaluationError(f"{run_dir}: no such run directory")
+    segs, problems = {}, []
+    for name in RUN_EXPERIMENTS:
+        try:
+            segs[name] = history_segments(run_dir, name)
+        except EvaluationError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise EvaluationError("run_report: the run directory lacks experiments: " + "; ".join(problems))
+    fields = ["TLAI"]
+    series = {name: load_history_series(segs[name], fields) for name in RUN_EXPERIMENTS}
+    ctl = series["ctl"]
+    units, cal = ctl["time_units"], ctl["calendar"]
+    tb = ctl["time_bnds"]
+    head = [f"laida report: {run_dir.resolve()}"]
+    cfg = _run_config(run_dir)
+    covered_days = (tb[-1, 1] - tb[0, 0]) * _days_per_unit(units, segs["ctl"][0])
+    if cfg is not None:
+        g = cfg["grid"]
+        box = "" if (g["lat_min"], g["lat_max"], g["lon_min"], g["lon_max"]) == (-90.0, 90.0, 0.0, 360.0) else \
+            f", box {g['lat_min']:g}..{g['lat_max']:g} N, {g['lon_min']:g}..{g['lon_max']:g} E"
+        cycle_days = int(cfg["experiment"]["cycle_days"])
+        head.append(f"run {cfg['run']['name']}: grid {g['name']}{box}, {cfg['ensemble']['members']} members, "
+                    f"{cycle_days}-day cycles from {cfg['time']['start']} to {cfg['time']['stop']}")
+    for name in RUN_EXPERIMENTS:
+        s = series[name]
+        tags = ", ".join(Path(p).name for p in s["paths"])
+        head.append(f"{name}: {len(s['paths'])} history segment(s): {tags}")
+    cover = (f"history: {tb.shape[0]} records from {_date_text(tb[0, 0], units, cal)} to "
+             f"{_date_text(tb[-1, 1], units, cal)} ({covered_days:g} days")
+    if cfg is not None:
+        import datetime as _dt
+
+        start = _dt.datetime.fromisoformat(str(cfg["time"]["start"]))
+        stop = _dt.datetime.fromisoformat(str(cfg["time"]["stop"]))
+        n_cycles = int((stop - start).total_seconds() // (cycle_days * 86400))
+        done = int(round(covered_days / cycle_days)) if cycle_days else 0
+        cover += f", {done} of the run's {n_cycles} cycles"
+        if done < n_cycles:
+            cover += "; the run is not finished"
+    head.append(cover + ")")
+    for name in ("nature", "cn"):
+        s = series[name]
+        if s["time"].shape != ctl["time"].shape or not np.allclose(s["time"], ctl["time"], rtol=0, atol=1e-6):
+            raise EvaluationError(f"run_report: the history of {name} ({_coverage(s)}) and of ctl ({_coverage(ctl)}) "
+                                  "cover different times: a segment of one experiment is missing or was not "
+                                  "finished")
+    tables = evaluation_report(segs["ctl"], segs["cn"], segs["nature"], ref_label="truth", weights=weights,
+                               variables=variables, per_band=per_band)
+    text = "\n".join(head) + "\n\n" + tables + "\n"
+    if out is not None:
+        from engine.fileio import atomic_path
+
+        try:
+            with atomic_path(out) as tmp:
+                Path(tmp).write_text(text)
+        except OSError as exc:
+            raise EvaluationError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return text
+
+
+def _run_config(run_dir: Path) -> dict | None:
+    """The run's resolved configuration (``config.toml``) as plain TOML tables, or None if absent."""
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        return None
+    import tomllib
+
+    try:
+        cfg = tomllib.loads(path.read_text())
+        for key in ("run.name", "grid.name", "grid.lat_min", "grid.lat_max", "grid.lon_min", "grid.lon_max",
+                    "ensemble.members", "experiment.cycle_days", "time.start", "time.stop"):
+            section, _, name = key.partition(".")
+            cfg[section][name]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise EvaluationError(f"{path}: not a resolved laida configuration ({type(exc).__name__}: {exc})") from None
+    return cfg

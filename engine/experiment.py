@@ -9,7 +9,8 @@ and CN (N members each, the same ensemble forcing), plus two forcing generators 
 weather of the truth, the perturbed ensemble) and CN's adaptive inflation fields. Writes, under
 ``run.run_dir``: ``config.toml`` (the resolved configuration), ``laida.log``, and per experiment
 ``nature/``, ``ctl/``, ``cn/``: checkpoints ``checkpoint_<cycle>.h5`` (engine.restart) and history
-``<exp>.h0.c<first cycle>.nc`` (engine.history, daily ensemble mean and spread); CN also
+``<exp>.h0.c<first cycle>.nc`` (engine.history, daily ensemble mean and spread; one file per
+checkpoint interval, named by its first cycle: engine.evaluation.history_segments joins them); CN also
 ``cn.obs_diag.c<first>.nc`` (observation-space diagnostics and the analysis C/N budget term) and
 ``cn.analysis.c<first>.nc`` (prior/posterior mean and spread of TLAI, LEAFC, LEAFN at analysis times)
 and one DART ``obs_seq.final.<cycle>`` per analysis (engine.observations.write_obs_seq). Reads, with
@@ -557,12 +558,21 @@ class Experiment:
         return hist, obsw, stats
 
     def _cycles(self, first, last):
+        """Cycles ``first..last``. The history, observation diagnostics and analysis statistics are
+        published (closed) at every checkpoint and new files begin with the next cycle: each file
+        covers one checkpoint interval, so a run stopped later (failure, wall time) loses only the
+        unpublished files of the cycles after its newest checkpoint, which a resume runs again."""
         hist, obsw, stats = self._writers(first)
         writers = [*hist.values(), obsw, stats]
         t_start = _time.perf_counter()
         counter = [0]
         try:
             for c in range(first, last + 1):
+                if c > first and (c - 1) % int(self.cfg.restart.every_cycles) == 0:
+                    for w in writers:  # the previous cycle wrote a checkpoint: publish what it covers
+                        w.close()
+                    hist, obsw, stats = self._writers(c)
+                    writers = [*hist.values(), obsw, stats]
                 t0_s = self.start_s + (c - 1) * self.cycle_s
                 self._restore_generators()  # every window starts from the saved states, as a resume does
                 runs = {n: (r.model, r.gen) for n, r in self.runs.items()}  # CTL and CN share a generator

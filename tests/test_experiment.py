@@ -78,14 +78,20 @@ def test_end_to_end_bit_identical_across_ranks_and_resume(shared_tmp_path):
                         problems.append(f"{label} cycle {cycle}: datasets differ {sorted(set(got) ^ set(ref))[:5]}")
                     problems += [f"{label} cycle {cycle}: {k} differs" for k in ref
                                  if k in got and not np.array_equal(got[k], ref[k])]
-            for name in EXPERIMENTS:  # history of the uninterrupted runs: same numbers, any rank count
-                a = history_contents(par / name / f"{name}.h0.c00001.nc")
-                b = history_contents(ser / name / f"{name}.h0.c00001.nc")
-                problems += [f"history {name}: {k} differs" for k in b
-                             if not np.array_equal(a[k], b[k], equal_nan=True)]
-            a = history_contents(par / "cn" / "cn.obs_diag.c00001.nc")
-            b = history_contents(ser / "cn" / "cn.obs_diag.c00001.nc")
-            problems += [f"obs diagnostics: {k} differs" for k in b if not np.array_equal(a[k], b[k], equal_nan=True)]
+            # history and diagnostics: one file per checkpoint interval (every cycle here), the same
+            # files with the same numbers on any rank count and after a resume
+            for name in EXPERIMENTS:
+                files = sorted(p.name for p in (ser / name).glob("*.c0000[0-9].nc"))
+                if len(files) != {"cn": 6}.get(name, 2):  # h0 (+ obs_diag, analysis) of cycles 1 and 2
+                    problems.append(f"{name}: unexpected history files {files}")
+                for label, run_dir in (("parallel", par), ("resumed", res)):
+                    for f in files:
+                        if not (run_dir / name / f).is_file():
+                            problems.append(f"{label}: {name}/{f} missing")
+                            continue
+                        a, b = history_contents(run_dir / name / f), history_contents(ser / name / f)
+                        problems += [f"{label} {f}: {k} differs" for k in b
+                                     if not np.array_equal(a[k], b[k], equal_nan=True)]
             for c in (1, 2):
                 if (par / "cn" / f"obs_seq.final.{c:05d}").read_bytes() != (ser / "cn" / f"obs_seq.final.{c:05d}").read_bytes():
                     problems.append(f"obs_seq.final of cycle {c} differs")
@@ -107,7 +113,8 @@ def test_cn_is_closer_to_the_truth_than_ctl(tmp_path):
                              "time.stop=2002-01-13", "spinup.stage1_days=5", "spinup.stage2_days=0",
                              "spinup.stage3_days=2"])
     experiment.run(cfg)
-    h = {n: evaluation.load_history(tmp_path / n / f"{n}.h0.c00001.nc", ["TLAI"]) for n in EXPERIMENTS}
+    h = {n: evaluation.load_history_series(evaluation.history_segments(tmp_path, n), ["TLAI"]) for n in EXPERIMENTS}
+    assert len(evaluation.history_segments(tmp_path, "cn")) == 3  # one history file per checkpointed cycle
     after = h["cn"]["time"] > 4.0  # daily means after the first analysis (day 4)
     truth = h["nature"]["TLAI"][after]
     rmsd_ctl = evaluation.rmsd(h["ctl"]["TLAI"][after], truth)
