@@ -94,6 +94,15 @@ def environment() -> dict:
     return info
 
 
+def _failed_on_root(err: str | None) -> bool:
+    """Broadcast rank 0's error message (None: no error); every rank returns whether there was one,
+    and rank 0 writes it to stderr."""
+    err = comm.bcast(err)
+    if err is not None and comm.rank() == 0:
+        sys.stderr.write(err + "\n")
+    return err is not None
+
+
 @subcommand("info", "print the versions of MPI, HDF5, numba, numpy, netCDF4 and python, and the rank count",
             arg("--json", action="store_true", help="print JSON instead of aligned text"))
 def info(args) -> int:
@@ -186,10 +195,7 @@ def report(args) -> int:
             err = f"laida report: {exc}"
         except OSError as exc:  # e.g. a directory of the run that cannot be read
             err = f"laida report: {exc.filename or args.run_dir}: {exc.strerror or exc}"
-    err = comm.bcast(err)
-    if err is not None:
-        if comm.rank() == 0:
-            sys.stderr.write(err + "\n")
+    if _failed_on_root(err):
         return 1
     if comm.rank() == 0:
         _print(text.rstrip("\n"))
@@ -234,10 +240,7 @@ def surface(args) -> int:
                 surfmod.plot_dominant_pft(surf, g, args.plot)
         except OSError as exc:
             err = f"laida surface: cannot write {exc.filename or ''}: {exc.strerror or exc}"
-    err = comm.bcast(err)
-    if err is not None:
-        if comm.rank() == 0:
-            sys.stderr.write(err + "\n")
+    if _failed_on_root(err):
         return 1
     _print(f"surface: grid {g.name} {g.shape}, {surf.n_land} land cells, {surf.n_patch} patches, "
            f"{time.perf_counter() - t0:.1f} s")
@@ -294,10 +297,7 @@ def forcing(args) -> int:
                 forcmod.plot_forcing_maps(maps, args.plot)
         except OSError as exc:
             err = f"laida forcing: cannot write {exc.filename or ''}: {exc.strerror or exc}"
-    err = comm.bcast(err)
-    if err is not None:
-        if comm.rank() == 0:
-            sys.stderr.write(err + "\n")
+    if _failed_on_root(err):
         return 1
     if comm.rank() == 0:
         s = maps.settings

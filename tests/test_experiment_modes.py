@@ -26,6 +26,7 @@ from engine.experiment import EXPERIMENTS
 from engine.landmodel import BudgetError
 from kernels.physics import cn_canopy as CA
 from kernels.physics import cn_state as S
+from test_experiment import checkpoint_contents
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -459,14 +460,6 @@ def test_new_configuration_keys_are_checked(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- MPI
-def checkpoint_contents(run_dir, cycle):
-    out = {}
-    for name in EXPERIMENTS:
-        with h5py.File(Path(run_dir) / name / f"checkpoint_{cycle:06d}.h5", "r") as f:
-            out.update({f"{name}/{k}": f[k][...] for k in f})
-    return out
-
-
 @pytest.mark.mpi
 def test_regression_bit_identical_across_ranks(shared_tmp_path):
     """Regression update with a 600 km localization (tiled observation order, observations updating
