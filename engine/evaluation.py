@@ -121,6 +121,8 @@ __all__ = [
     "load_history",
     "RUN_EXPERIMENTS",
     "history_segments",
+    "obs_diag_segments",
+    "load_obs_diag",
     "load_history_series",
     "evaluation_report",
     "run_report",
@@ -977,21 +979,62 @@ def history_segments(run_dir, experiment: str) -> list[Path]:
     """The history segments ``<run_dir>/<experiment>/<experiment>.h0.c<first cycle>.nc`` of a run, in
     cycle order.
 
-    Every ``laida run`` or ``laida resume`` writes one segment, named by its first cycle
-    (engine.experiment), so a chain of jobs leaves several. A segment still being written, or left
+    A run publishes one segment per checkpoint interval, named by its first cycle
+    (engine.experiment), so a run of several checkpoints, or a chain of jobs, leaves several. A segment still being written, or left
     by a job that failed, is a hidden ``.<name>.<random>.tmp`` file and is not listed. Raises
     :class:`EvaluationError` when the experiment's directory or every segment is missing.
     """
+    return _segments(run_dir, experiment, f"{experiment}.h0", "history")
+
+
+def _segments(run_dir, experiment: str, stem: str, what: str) -> list[Path]:
     d = Path(os.fspath(run_dir)) / experiment
     if not d.is_dir():
         raise EvaluationError(f"{run_dir}: no {experiment}/ directory: not a laida run directory, or its "
                               f"{experiment} run never started")
-    pattern = re.compile(rf"{re.escape(experiment)}\.h0\.c(\d+)\.nc")
+    pattern = re.compile(rf"{re.escape(stem)}\.c(\d+)\.nc")
     found = sorted((int(m.group(1)), p) for p in d.iterdir() if (m := pattern.fullmatch(p.name)) and p.is_file())
     if not found:
-        raise EvaluationError(f"{d}: no history file {experiment}.h0.c<cycle>.nc (no run segment has finished "
+        raise EvaluationError(f"{d}: no {what} file {stem}.c<cycle>.nc (no run segment has finished "
                               "yet; an unfinished one is a hidden .tmp file)")
     return [p for _, p in found]
+
+
+def obs_diag_segments(run_dir, experiment: str = "cn") -> list[Path]:
+    """The observation-space diagnostics ``<run_dir>/<experiment>/<experiment>.obs_diag.c<first cycle>.nc``
+    of a run, in cycle order: one per checkpoint interval, as :func:`history_segments`."""
+    return _segments(run_dir, experiment, f"{experiment}.obs_diag", "observation diagnostics")
+
+
+def load_obs_diag(run_dir, experiment: str = "cn") -> dict:
+    """Every variable of the observation diagnostics of a run, joined over its segments.
+
+    Variables along the ``obs`` dimension (one row per observation: value, error variance, prior and
+    posterior mean and spread, QC, ``obs_cycle``, ``obs_number``...) and along the ``cycle`` dimension
+    (``cycle``, ``cycle_time``, ``n_obs_in_cycle``, the analysis budget terms) are concatenated in
+    cycle order; missing values are NaN (floats) or the file's fill value (integers). The segments of
+    a run cover disjoint cycles; a cycle found in two of them is an error naming both files.
+    """
+    import netCDF4
+
+    out: dict[str, list] = {}
+    seen: dict[int, Path] = {}
+    for path in obs_diag_segments(run_dir, experiment):
+        try:
+            with netCDF4.Dataset(path) as ds:
+                for c in np.asarray(ds["cycle"][:]).tolist():
+                    if c in seen:
+                        raise EvaluationError(f"load_obs_diag: cycle {c} is in both {seen[c]} and {path}")
+                    seen[c] = path
+                for name, var in ds.variables.items():
+                    if var.dimensions[:1] not in (("obs",), ("cycle",)):
+                        continue
+                    a = var[...]
+                    a = np.ma.filled(a, np.nan) if a.dtype.kind == "f" else np.ma.filled(a)
+                    out.setdefault(name, []).append(a)
+        except (OSError, RuntimeError, IndexError) as exc:
+            raise EvaluationError(f"load_obs_diag: {path}: cannot read: {exc}") from None
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def _days_per_unit(units: str, path) -> float:

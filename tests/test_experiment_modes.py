@@ -7,6 +7,7 @@ The tiny region is test_experiment's: the f45 cells with centres in 6S-6N, 10E-3
 January). Each run takes about 10 s once the kernels are compiled.
 """
 
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import netCDF4
 import numpy as np
 import pytest
 
-from engine import comm, experiment
+from engine import comm, evaluation, experiment
 from engine import config as cfgmod
 from engine import filter as filt
 from engine import grid as gridmod
@@ -43,8 +44,8 @@ def tiny_config(run_dir, extra=()):
 
 
 def obs_diag(run_dir):
-    with netCDF4.Dataset(Path(run_dir) / "cn" / "cn.obs_diag.c00001.nc") as ds:
-        return {k: np.ma.filled(ds[k][...], np.nan) for k in ds.variables}
+    """The CN observation diagnostics of a run, all its segments (one per checkpoint) joined."""
+    return evaluation.load_obs_diag(run_dir)
 
 
 def cycle_rows(diag, cycle):
@@ -367,6 +368,13 @@ def test_obs_seq_source_round_trip(tmp_path):
         final = obsmod.read_obs_seq(tmp_path / "cn" / f"obs_seq.final.{cycle:05d}")
         np.testing.assert_array_equal(final.copy("observation"), y)
         np.testing.assert_array_equal(final.copy("posterior ensemble mean"), d["posterior_mean"])
+    # one diagnostics segment per checkpoint (restart.every_cycles = 1), joined in cycle order; a
+    # cycle in two segments is an error naming both
+    assert [p.name for p in evaluation.obs_diag_segments(tmp_path)] == ["cn.obs_diag.c00001.nc", "cn.obs_diag.c00002.nc"]
+    np.testing.assert_array_equal(diag["cycle"], [1, 2])
+    shutil.copy(tmp_path / "cn" / "cn.obs_diag.c00002.nc", tmp_path / "cn" / "cn.obs_diag.c00003.nc")
+    with pytest.raises(evaluation.EvaluationError, match=r"cycle 2 is in both .*c00002\.nc and .*c00003\.nc"):
+        evaluation.load_obs_diag(tmp_path)
     log = log_text(tmp_path)
     # cycle 1 reads all three files (seq_b: 19 later observations); cycle 2 skips seq_t, whose times
     # (known from cycle 1) lie before its window
@@ -391,10 +399,10 @@ def test_missing_observation_files_error_or_skip(tmp_path):
     lat, lon = land_cells(exp)
     obsmod.write_obs_seq(tmp_path / "obs" / "obs_seq.20020105", batch_of(lat, lon, np.full(lat.size, 2.0), 0.3, T2))
     exp.run()
-    with netCDF4.Dataset(tmp_path / "skip" / "cn" / "cn.obs_diag.c00001.nc") as ds:
-        np.testing.assert_array_equal(ds["cycle"][:], [1, 2])
-        assert ds["n_obs_in_cycle"][0] == 0 and ds["n_obs_in_cycle"][1] == lat.size
-        assert np.ma.is_masked(ds["ANALYSIS_DLEAFC"][0]) and not np.ma.is_masked(ds["ANALYSIS_DLEAFC"][1])
+    diag = obs_diag(tmp_path / "skip")
+    np.testing.assert_array_equal(diag["cycle"], [1, 2])
+    np.testing.assert_array_equal(diag["n_obs_in_cycle"], [0, lat.size])
+    assert np.isnan(diag["ANALYSIS_DLEAFC"][0]) and np.isfinite(diag["ANALYSIS_DLEAFC"][1])
     with h5py.File(tmp_path / "skip" / "cn" / "checkpoint_000001.h5") as f, \
             h5py.File(tmp_path / "skip" / "ctl" / "checkpoint_000001.h5") as g:
         np.testing.assert_array_equal(f["cn_leafc"][...], g["cn_leafc"][...])
