@@ -280,7 +280,7 @@ class Experiment:
     # ------------------------------------------------------------------------------ building blocks
     def _model(self, n_members, pft, ad=False):
         m = LandModel(self.surface, n_members, self.dt, cells=self.cells, pft=pft, spinup_ad=ad,
-                      leafc0=float(self.cfg.spinup.leafc0))
+                      supplemental_n=ad and bool(self.cfg.spinup.supplemental_n), leafc0=float(self.cfg.spinup.leafc0))
         if not np.array_equal(m.patch_index, self.patches):
             raise RuntimeError("LandModel's patches of the block are not the surface's contiguous patch range")
         return m

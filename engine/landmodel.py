@@ -11,7 +11,8 @@ then Biogeophysics1, CanopyFluxes, Hydrology1, SoilTemperature, Hydrology2, CNEc
 2. ground albedo from soil colour and top-layer water, BATS snow albedo, snow-cover weighting
    (``surface_albedo``);
 3. two-stream canopy radiation with the exposed LAI/SAI and the absorbed solar fluxes, sunlit/shaded
-   leaves (``canopy_radiation``);
+   leaves and their mean specific leaf areas (``canopy_radiation``), the day-length factor of Vcmax
+   (``photosynthesis.dayl_factor``, the day length over that of the cell's summer solstice);
 4. interception, canopy storage, throughfall (``canopy_hydrology``);
 5. soil-water stress BTRAN and root uptake shares (``soil_properties.soil_water_stress``);
 6. ground surface state q_g, beta, latent heat, roughness (``canopy_fluxes.ground_surface_state``),
@@ -68,7 +69,8 @@ from kernels.physics import cn_phenology as PH
 from kernels.physics import cn_state as S
 from kernels.physics.canopy_fluxes import canopy_fluxes, ground_surface_state
 from kernels.physics.canopy_hydrology import canopy_hydrology
-from kernels.physics.canopy_radiation import canopy_two_stream, solar_fluxes
+from kernels.physics.canopy_radiation import canopy_two_stream, solar_fluxes, sunlit_shaded_sla
+from kernels.physics.photosynthesis import dayl_factor
 from kernels.physics.constants import (
     CO2_PPMV_2002, DAYSPYR, DENH2O, DENICE, FORC_HGT, SB, SECSPDAY, TFRZ,
 )
@@ -158,6 +160,21 @@ def _daylength(lat_rad: np.ndarray, decl: float) -> np.ndarray:
     return 2.0 * np.arccos(x) / (2.0 * math.pi) * SECSPDAY
 
 
+def _solstice_declinations() -> tuple[float, float]:
+    """Largest and smallest solar declination (rad) of :func:`kernels.forcing.orbit` over the year
+    (hourly), the declinations of the northern and southern summer solstice."""
+    d = np.array([kf.orbit(h * 3600.0)[0] for h in range(int(kf.SECONDS_PER_YEAR // 3600))])
+    return float(d.max()), float(d.min())
+
+
+def max_daylength(lat_rad: np.ndarray) -> np.ndarray:
+    """Day length (s) of the summer solstice at latitudes ``lat_rad`` (CLM4.0 ``max_dayl``, the
+    denominator of the Vcmax day-length factor)."""
+    dmax, dmin = _solstice_declinations()
+    lat_rad = np.asarray(lat_rad, dtype=np.float64)
+    return np.where(lat_rad >= 0.0, _daylength(lat_rad, dmax), _daylength(lat_rad, dmin))
+
+
 class LandModel:
     """CLM4CN-class land model for a block of land cells x ``n_members`` members.
 
@@ -170,6 +187,10 @@ class LandModel:
       ``engine.climatology``) or a number (K) for every cell.
     pft : PFT parameter arrays (``engine.pftcon.pft_arrays()`` layout); default CLM4.0's table.
     spinup_ad : accelerated decomposition (CLM4.0 AD spin-up factors) when True.
+    supplemental_n : add the mineral N that plant demand and immobilisation lack
+      (``cn_allocation.nitrogen_competition``, CLM4.0 ``supplement_to_sminn``), an N input of the budget;
+      default: on during AD spin-up (so the pools of a short spin-up fill with N as well as C), off
+      otherwise. :meth:`exit_spinup` turns it off.
     check_budgets : check the four budgets every step (raise :class:`BudgetError`).
     co2_ppmv : atmospheric CO2 (umol/mol). ndep : N deposition (gN m-2 yr-1), one value or one per cell.
     leafc0, sminn0, soil4c0 : CN cold start (gC/m2 leaf C of vegetated patches, gN/m2 mineral N,
@@ -179,7 +200,8 @@ class LandModel:
     """
 
     def __init__(self, surface, n_members: int, dt: float = 1800.0, *, start="era5", pft=None,
-                 spinup_ad: bool = False, check_budgets: bool = True, cells=None, co2_ppmv: float = CO2_PPMV_2002,
+                 spinup_ad: bool = False, supplemental_n: bool | None = None, check_budgets: bool = True,
+                 cells=None, co2_ppmv: float = CO2_PPMV_2002,
                  ndep=0.5, leafc0: float = 10.0, sminn0: float = 1.0, soil4c0: float = 0.0,
                  wtfact: float = WTFACT_DEFAULT):
         n_members = int(n_members)
@@ -199,12 +221,14 @@ class LandModel:
         self.pft = pftcon.pft_record(pft)
         self.cons = pftcon.constants_record()
         self.ad_factor = DE.AD_FACTORS_CLM40.copy() if spinup_ad else DE.AD_FACTORS_OFF.copy()
+        self.supplemental_n = bool(spinup_ad) if supplemental_n is None else bool(supplemental_n)
         ncol = cells.size
         self.ncol = ncol
         self.lat = np.ascontiguousarray(surface.lat[cells], dtype=np.float64)
         self.lon = np.ascontiguousarray(surface.lon[cells], dtype=np.float64)
         self.lat_r = np.deg2rad(self.lat)
         self.lon_r = np.deg2rad(self.lon)
+        self.max_dayl = max_daylength(self.lat_r)
         # patches of the block, in the surface's order (by cell then PFT); column = position in cells
         col_of_cell = np.full(surface.n_land, -1, dtype=np.int64)
         col_of_cell[cells] = np.arange(ncol)
@@ -289,7 +313,7 @@ class LandModel:
         z2 = lambda: np.zeros((nc, nm))  # noqa: E731
         zp = lambda: np.zeros((npch, nm))  # noqa: E731
         self.w = w = {}
-        for name in ("coszen",):
+        for name in ("coszen", "fdayl"):
             w[name] = np.zeros(nc)
         for name in ("vol_top", "frac_sno", "qg", "dqgdt", "soilalpha", "soilbeta", "htvp", "z0mg", "emg",
                      "t_grnd", "sfc_liq", "sfc_ice", "rain_g", "snow_g", "evap_g", "qsub", "top_soil", "sub_excess",
@@ -301,7 +325,7 @@ class LandModel:
             w[name] = np.zeros((nc, 2, nm))
         for name in ("albd", "albi", "fabd", "fabi", "ftdd", "ftid", "ftii", "omega"):
             w[name] = np.zeros((npch, 2, nm))
-        for name in ("fsun", "sabv", "sabg", "fsa", "fsr", "laisun", "laisha", "parsun", "parsha", "h2ocan_i",
+        for name in ("fsun", "sabv", "sabg", "fsa", "fsr", "laisun", "laisha", "parsun", "parsha", "slasun", "slasha", "h2ocan_i",
                      "intr", "thr_rain", "thr_snow", "drip", "pg_rain", "pg_snow", "fwet", "fdry", "btran", "emv",
                      "t_veg", "h2ocan", "fsh", "fsh_v", "fsh_g", "lh", "fctr", "fcev", "fgev", "qtran", "qevap_can",
                      "qevap_soi", "fgr", "fira", "lwnet_veg", "lwnet_grnd", "tsa", "q2m", "rh2m", "rssun", "rssha",
@@ -394,8 +418,8 @@ class LandModel:
     def exit_spinup(self) -> None:
         """Leave accelerated-decomposition spin-up (CLM4.0 ``exit_spinup``): soil organic matter pools
         multiplied by the AD factors (``cn_decomposition.ad_exit``), normal decomposition rates from the
-        next step. The C and N this adds are recorded like an analysis increment, so the budget check
-        continues across the switch."""
+        next step, no supplemental N. The C and N this adds are recorded like an analysis increment, so
+        the budget check continues across the switch."""
         if np.all(self.ad_factor == 1.0):
             raise RuntimeError("exit_spinup: the model is not in accelerated-decomposition spin-up (spinup_ad=False)")
         added_c = np.empty((self.ncol, self.nm))
@@ -404,6 +428,7 @@ class LandModel:
         self._analysis_c += added_c
         self._analysis_n += added_n
         self.ad_factor = DE.AD_FACTORS_OFF.copy()
+        self.supplemental_n = False
 
     # ------------------------------------------------------------------------------------------
     def _fail(self, kind: str, resid: np.ndarray, tol: float, unit: str):
@@ -467,6 +492,9 @@ class LandModel:
         coszen = w["coszen"]
         for c in range(self.ncol):
             coszen[c] = kf.mean_cosz(self.lat_r[c], self.lon_r[c], t_year, t_year + dt, decl)
+        dayl = _daylength(self.lat_r, decl)
+        for c in range(self.ncol):
+            w["fdayl"][c] = dayl_factor(dayl[c], self.max_dayl[c])
         # ---- 2. ground albedo
         h2osno = st.snow_ice + st.snow_liq
         w["vol_top"][...] = st.h2osoi_liq[:, 0] / (self.dz[0] * DENH2O) + st.h2osoi_ice[:, 0] / (self.dz[0] * DENICE)
@@ -481,6 +509,7 @@ class LandModel:
         solar_fluxes(coszen, w["solad"], w["solai"], elai, esai, pc, w["albgrd"], w["albgri"], w["albd"], w["albi"],
                      w["fabd"], w["fabi"], w["ftdd"], w["ftid"], w["ftii"], w["omega"], w["fsun"],
                      w["sabv"], w["sabg"], w["fsa"], w["fsr"], w["laisun"], w["laisha"], w["parsun"], w["parsha"])
+        sunlit_shaded_sla(coszen, elai, pc, pp, pft, w["slasun"], w["slasha"])
         # ---- 4. canopy hydrology
         canopy_hydrology(pc, rain, snow, elai, esai, st.h2ocan, dt, w["h2ocan_i"], w["intr"], w["thr_rain"],
                          w["thr_snow"], w["drip"], w["pg_rain"], w["pg_snow"], w["fwet"], w["fdry"])
@@ -500,7 +529,8 @@ class LandModel:
         # ---- 7. canopy fluxes
         canopy_fluxes(pc, pp, forc_t, forc_q, forc_p, forc_u, forc_lw, w["t_grnd"], w["qg"], w["dqgdt"],
                       w["soilbeta"], w["htvp"], w["z0mg"], w["emg"], st.snow_depth, elai, esai, ps[S.HTOP],
-                      w["sabv"], w["sabg"], w["emv"], w["laisun"], w["laisha"], w["parsun"], w["parsha"], w["btran"],
+                      w["sabv"], w["sabg"], w["emv"], w["laisun"], w["laisha"], w["parsun"], w["parsha"],
+                      w["slasun"], w["slasha"], w["fdayl"], w["btran"],
                       w["h2ocan_i"], w["fwet"], w["fdry"], st.t_veg, FORC_HGT, self.co2_ppmv, dt, pft, cons,
                       w["t_veg"], w["h2ocan"], w["fsh"], w["fsh_v"], w["fsh_g"], w["lh"], w["fctr"], w["fcev"],
                       w["fgev"], w["qtran"], w["qevap_can"], w["qevap_soi"], w["fgr"], w["fira"], w["lwnet_veg"],
@@ -594,7 +624,7 @@ class LandModel:
         AL.allocation_demand(pp, pc, pw, w["gpp"], pft, dt, ps, pf, cf)
         DE.decomp_scalars(t_soi, w["soilpsi"], self._sucsat_pos_soi, self._dz2_soi, cf)
         DE.decomp_potential(self.ad_factor, dt, cs, cf)
-        AL.nitrogen_competition(dt, cs, cf)
+        AL.nitrogen_competition(dt, self.supplemental_n, cs, cf)
         AL.allocation_fluxes(pp, pc, pw, pft, dt, ps, pf, cf)
         DE.decomposition(dt, cs, cf)
         PH.phenology(pp, pc, pw, t_soi, w["soilpsi"], dayl, prev_dayl, pft, dt, ps, cs, pf)

@@ -3,8 +3,9 @@
 One short run is shared by the tests: every third f45 land cell (361 cells, 791 patches; the land
 order runs by latitude then longitude, so the subsample covers every climate zone evenly and keeps
 7 northern deciduous and 11 tropical evergreen forest cells), a 3-hour step, a cold start with
-100 gC/m2 of leaf C, 2 years of accelerated-decomposition spin-up, the exit conversion and one
-diagnostic year (about 1 minute of one core; budgets are checked every step by the model).
+100 gC/m2 of leaf C, 2 years of accelerated-decomposition spin-up with supplemental mineral N (CLM4.0
+``supplement_to_sminn``), the exit conversion, 1 normal year and one diagnostic year (about 1.5
+minutes of one core; budgets are checked every step by the model).
 
 What is checked, and the gap
 ----------------------------
@@ -14,25 +15,23 @@ What is checked, and the gap
   (Trenberth, Fasullo and Kiehl 2009, BAMS 90:311: land ~38 W/m2; Jung et al. 2010, Nature 467:951:
   land ET 65 +- 3 10^3 km3/yr ~ 39 W/m2), sensible heat 15-45 W/m2 (Trenberth et al. 2009: land
   ~27 W/m2; Wild et al. 2015, Clim. Dyn. 44:3393: ~32 W/m2).
-* GPP: the published range is 105-175 PgC/yr (Beer et al. 2010, Science 329:834: 123 +- 8; Jung et
-  al. 2011, JGR 116:G00J07: 119 +- 6; CLM4 itself 165, Bonan et al. 2011, JGR 116:G02014). After an
-  affordable spin-up from a cold start CLM4CN cannot be there: the ecosystem's N capital grows only by
-  deposition (0.5 gN/m2/yr here) and fixation (<= 1.8 gN/m2/yr, CLM4.0 CNNFixation), a few gN/m2 in a
-  few years, against the tens of gN/m2 a closed forest canopy holds (and hundreds in equilibrium SOM),
-  so CLM4's N down-regulation removes most of the potential GPP (engine.climate's report gives the
-  numbers; see benchmarks/results/climate_f45). The test therefore accepts GPP either inside the
-  published range or, when below it, only if N limitation accounts for the gap: the realised GPP is at
-  most half of the potential (N-unlimited) GPP. It fails for a GPP above the range, a GPP above its
-  potential, or a low GPP that N limitation does not explain.
+* GPP: inside the published range 105-175 PgC/yr (Beer et al. 2010, Science 329:834: 123 +- 8; Jung
+  et al. 2011, JGR 116:G00J07: 119 +- 6; CLM4 itself 165, Bonan et al. 2011, JGR 116:G02014), never
+  above its potential (N-unlimited) value, and with the N limitation of a CLM4CN ecosystem whose N
+  capital the spin-up built: realised/potential GPP between 0.5 and 1 (0.62 when this was written;
+  before the spin-up supplemented N the vegetation starved at ~0.2, with GPP ~18 PgC/yr).
+  The gap: the result depends on the spin-up's length. GPP falls out of the AD years' legacy in
+  normal mode (this subsample: 178 PgC/yr in a diagnostic year straight after the exit, within the
+  range one year later), and longer AD spin-ups build more N capital: the full run of
+  benchmarks/results/climate_f45 (4 AD + 1 normal year) gives 171 PgC/yr on its cells, 191 scaled to
+  the grid's ice-free land, above the range.
 * LAI pattern: the tropical evergreen forest cells carry the largest annual LAI (their mean above
   every 30-degree latitude band's and at least 1.5 x the ice-free land mean), and the northern
   deciduous region has a seasonal cycle (July LAI at least 1.5 x and 0.2 m2/m2 above January LAI).
-  The gap: with N limiting every biome the LAI is flat (0.3-0.8 m2/m2 everywhere; the full f45 run
-  in benchmarks/results/climate_f45 has 0.61 in the tropical forests and 0.28 over all land, GLASS
-  ~1.66), and single temperate cells (cropland in eastern
-  China, needleleaf forest in British Columbia) reach the tropical values. The test does not ask
-  for the largest single-cell LAIs to be tropical: the full run's top five are 4 tropical of 5, but
-  in this test's 2-year spin-up the largest annual LAI is a temperate cell at 38 S.
+  The gap: the land-mean LAI (2.8 here, 3.2 in the full run) is above CLM4CN's in the study (CTL
+  ~2.56 = GLASS 1.66 + 0.90, SCIENCE.md) and GLASS's 1.66; laida has no fire (CLM4.0 CNFire removes
+  biomass mostly in savannas and grasslands) and its short spin-up leaves vegetation C that the
+  ecosystem's N supply is still pruning (LAI falls ~15 % per normal year after the exit).
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from engine.grid import make_grid
 
 STEP_HOURS = 3.0
 AD_YEARS = 2
+NORMAL_YEARS = 1
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def run():
     grid = make_grid("f45")
     sf = load_or_build_surface(grid)
     cells = np.arange(1, sf.n_land, 3)
-    s = cl.ClimateSettings(grid="f45", ad_years=AD_YEARS, spinup_years=0, step_hours=STEP_HOURS,
+    s = cl.ClimateSettings(grid="f45", ad_years=AD_YEARS, spinup_years=NORMAL_YEARS, step_hours=STEP_HOURS,
                            spinup_step_hours=STEP_HOURS, leafc0=100.0, cells=cells.tolist())
     return cl.run_climate(s, log=lambda m: None)
 
@@ -91,7 +91,7 @@ def test_latent_and_sensible_heat_in_published_ranges(means):
     assert 0.0 < le + sh <= rn + 5.0, (le, sh, rn)
 
 
-def test_gpp_in_range_or_explained_by_nitrogen_limitation(run, means):
+def test_gpp_in_published_range_and_nitrogen_limited(run, means):
     w = _weights(run)
     gpp = _annual(run, "GPP")
     pot = _annual(run, "GPP_POT")
@@ -107,10 +107,10 @@ def test_gpp_in_range_or_explained_by_nitrogen_limitation(run, means):
     area_m2 = np.sum(ice_free) * 1e6
     total = dens * area_m2 * 1e-15  # PgC/yr
     lo, hi = cl.PUBLISHED["GPP"]["range"]
-    assert total <= hi, total
-    if total < lo:
-        ratio = np.sum(w * gpp) / np.sum(w * pot)
-        assert ratio <= 0.5, f"GPP {total:.1f} PgC/yr is below {lo} but N limitation explains only {1 - ratio:.0%}"
+    assert lo <= total <= hi, total
+    # CLM4CN is N-limited, but not starved: the spin-up built the N capital the vegetation lives on
+    ratio = np.sum(w * gpp) / np.sum(w * pot)
+    assert 0.5 <= ratio < 1.0, ratio
 
 
 def test_tropical_forest_cells_hold_the_lai_maxima(run):
@@ -126,9 +126,7 @@ def test_tropical_forest_cells_hold_the_lai_maxima(run):
             assert trop_mean > np.sum(w[band] * lai[band]) / np.sum(w[band]), (lo, trop_mean)
     ice = run.surface.pct_glacier[run.cells] >= cl.ICE_SHEET_PCT
     land_mean = np.sum((w * lai)[~ice]) / np.sum(w[~ice])
-    # N limitation flattens the contrast (module docstring): the tropical forests reach ~0.6 m2/m2
-    # against ~0.3 over ice-free land after this spin-up, not the ~5 vs ~1.7 of the satellites; the
-    # defensible check is that their mean is well above the land mean (single cells: see docstring)
+    # the satellites' contrast is ~5 in the tropical forests against ~1.7 over ice-free land
     assert trop_mean >= 1.5 * land_mean, (trop_mean, land_mean)
 
 
@@ -149,7 +147,16 @@ def test_report_and_maps(run, tmp_path):
     text = json.dumps(rep, default=cl._json_default)
     back = json.loads(text)
     assert set(cl.PUBLISHED) <= set(back["global_land_annual_means"])
-    assert back["spinup_drift"]["note"].startswith("fewer than two normal-mode years")
+    drift = back["spinup_drift"]
+    # two normal-mode years: the drift of the last against the one before, reported on the named columns
+    assert "note" not in drift and drift["columns"]
+    g = drift["global"]
+    assert g["TOTECOSYSC_PgC"] > 0.0 and np.isfinite(g["drift_PgC_yr"])
+    for col in drift["columns"].values():
+        if col["TOTECOSYSC_gC_m2"] > 0.0:  # (a column without vegetation or soil carbon has no relative drift)
+            assert col["drift_gC_m2_yr"] == pytest.approx(col["relative_drift_per_yr"] * col["TOTECOSYSC_gC_m2"])
+        else:
+            assert col["relative_drift_per_yr"] is None
     assert back["nitrogen"]["GPP_PgC_yr"] >= 0.0
     pngs = cl.plot_maps(run, tmp_path)
     assert all(p.stat().st_size > 10_000 for p in pngs)

@@ -47,7 +47,8 @@ class Column:
     """A block of columns (one patch each unless given) with its CN state and a forcing-driven step."""
 
     def __init__(self, pfts, nmember=1, lat_deg=None, patch_col=None, patch_wt=None, ncol=None,
-                 leafc0=100.0, sminn0=5.0, soil4c0=500.0, ndep_gn_per_yr=1.0, ad_factor=None, dt=3600.0):
+                 leafc0=100.0, sminn0=5.0, soil4c0=500.0, ndep_gn_per_yr=1.0, ad_factor=None, dt=3600.0,
+                 supplement_n=False):
         self.pfts = np.asarray(pfts, dtype=np.int64)
         npatch = self.pfts.size
         self.ncol = npatch if ncol is None else ncol
@@ -69,6 +70,7 @@ class Column:
         self.drain = np.full((self.ncol, nmember), 2.0e-6)  # mm/s (~63 mm/yr)
         self.liq = np.full((self.ncol, nmember), 400.0)  # mm in the soil column
         self.ad_factor = DE.AD_FACTORS_OFF if ad_factor is None else np.asarray(ad_factor, dtype=np.float64)
+        self.supplement_n = supplement_n
         self.totc = np.empty((self.ncol, nmember))
         self.totn = np.empty((self.ncol, nmember))
         self.rc = np.empty((self.ncol, nmember))
@@ -93,7 +95,7 @@ class Column:
         AL.allocation_demand(pfts, pc, pw, gpp, PFT, dt, ps, pf, cf)
         DE.decomp_scalars(t_soi, soilpsi, self.sucsat, self.dz, cf)
         DE.decomp_potential(self.ad_factor, dt, cs, cf)
-        AL.nitrogen_competition(dt, cs, cf)
+        AL.nitrogen_competition(dt, self.supplement_n, cs, cf)
         AL.allocation_fluxes(pfts, pc, pw, PFT, dt, ps, pf, cf)
         DE.decomposition(dt, cs, cf)
         PH.phenology(pfts, pc, pw, t_soi, soilpsi, dayl, prev_dayl, PFT, dt, ps, cs, pf)
@@ -283,8 +285,8 @@ def test_dynamic_stem_allocation():
     assert ca == pytest.approx(1 + 0.3 + 2 + 0.6) and na == pytest.approx(1 / 25 + 2 / 42)
 
 
-def _one_allocation_step(sminn, gpp=5e-4, pfts=(7,), fcur=None, dt=1800.0):
-    col = Column(list(pfts), sminn0=sminn, soil4c0=0.0, dt=dt)
+def _one_allocation_step(sminn, gpp=5e-4, pfts=(7,), fcur=None, dt=1800.0, supplement_n=False):
+    col = Column(list(pfts), sminn0=sminn, soil4c0=0.0, dt=dt, supplement_n=supplement_n)
     t2m = np.full((len(pfts), 1), 293.15)
     t_soi = np.full((len(pfts), NLEV, 1), 293.15)
     psi = np.full((len(pfts), NLEV, 1), -0.01)
@@ -296,7 +298,7 @@ def _one_allocation_step(sminn, gpp=5e-4, pfts=(7,), fcur=None, dt=1800.0):
     AL.allocation_demand(col.pfts, col.patch_col, col.patch_wt, g, PFT, dt, col.ps, col.pf, col.cf)
     DE.decomp_scalars(t_soi, psi, col.sucsat, col.dz, col.cf)
     DE.decomp_potential(col.ad_factor, dt, col.cs, col.cf)
-    AL.nitrogen_competition(dt, col.cs, col.cf)
+    AL.nitrogen_competition(dt, col.supplement_n, col.cs, col.cf)
     before = col.ps.copy()
     AL.allocation_fluxes(col.pfts, col.patch_col, col.patch_wt, PFT, dt, col.ps, col.pf, col.cf)
     return col, before
@@ -340,6 +342,44 @@ def test_nitrogen_limitation_reduces_allocation():
     assert none.pf[S.F_GPP, 0, 0] == pytest.approx(none.pf[S.F_MR, 0, 0], rel=1e-12)
     assert none.pf[S.F_DOWNREG, 0, 0] > 0.9
     assert scarce.cf[S.G_SMINN_TO_PLANT, 0, 0] * scarce.dt == pytest.approx(1e-5, rel=1e-9)
+
+
+def test_supplemental_nitrogen_removes_the_limitation_and_is_an_input():
+    """Spin-up supplement (CLM4.0 supplement_to_sminn): where sminn cannot meet plant demand plus
+    potential immobilisation, exactly the shortfall is added, both proceed at the potential rate
+    (the allocation of the N-rich case), and the N budget closes with the supplement as an input;
+    with enough sminn nothing is added."""
+    ample, _ = _one_allocation_step(sminn=10.0, pfts=(4,))
+    for sminn in (0.0, 1e-5):
+        sup, _ = _one_allocation_step(sminn=sminn, pfts=(4,), supplement_n=True)
+        cf, dt = sup.cf, sup.dt
+        total = cf[S.G_COL_PLANT_NDEMAND, 0, 0] + cf[S.G_POTENTIAL_IMMOB, 0, 0]
+        assert cf[S.G_FPG, 0, 0] == 1.0 and cf[S.G_FPI, 0, 0] == 1.0
+        assert cf[S.G_SUPPLEMENT_TO_SMINN, 0, 0] == pytest.approx(total - sminn / dt, rel=1e-12)
+        assert cf[S.G_SUPPLEMENT_TO_SMINN, 0, 0] > 0.0
+        assert sup.pf[S.F_PLANT_CALLOC, 0, 0] == pytest.approx(ample.pf[S.F_PLANT_CALLOC, 0, 0], rel=1e-12)
+        assert sup.pf[S.F_EXCESS_CFLUX, 0, 0] == 0.0
+    rich, _ = _one_allocation_step(sminn=10.0, pfts=(4,), supplement_n=True)
+    assert rich.cf[S.G_SUPPLEMENT_TO_SMINN, 0, 0] == 0.0
+    # a season on a column without mineral N: full growth, the budget closed with the supplement
+    kw = dict(nmember=1, leafc0=100.0, soil4c0=0.0, dt=6 * 3600.0, sminn0=0.0, ndep_gn_per_yr=0.0)
+    cols = {"off": Column([13], **kw), "on": Column([13], supplement_n=True, **kw)}
+    gpp = np.full((1, 1), 1e-4)
+    t2m = np.full((1, 1), 293.15)
+    t_soi = np.full((1, NLEV, 1), 293.15)
+    psi = np.full((1, NLEV, 1), -0.05)
+    dl = np.full(1, 43200.0)
+    added = 0.0
+    grown = {"off": 0.0, "on": 0.0}
+    for _ in range(4 * 60):
+        for name, c in cols.items():
+            rc, rn = c.step(gpp, t2m, t_soi, psi, dl, dl)
+            assert abs(rc).max() <= TOL_BUDGET and abs(rn).max() <= TOL_BUDGET
+            grown[name] += c.pf[S.F_PLANT_CALLOC, 0, 0] * c.dt
+        added += cols["on"].cf[S.G_SUPPLEMENT_TO_SMINN, 0, 0] * cols["on"].dt
+        assert cols["on"].cf[S.G_FPG, 0, 0] == 1.0 and cols["on"].cs[S.SMINN, 0, 0] >= 0.0
+    assert grown["on"] > 5.0 * grown["off"] and added > 0.0
+    assert cols["off"].cf[S.G_SUPPLEMENT_TO_SMINN, 0, 0] == 0.0
 
 
 def test_maintenance_deficit_uses_xsmrpool_debt():
@@ -483,14 +523,15 @@ def test_decomposition_rates_ad_factor_and_exit():
     DE.decomp_potential(DE.AD_FACTORS_OFF, dt, cs, cf)
     normal = cf[S.G_PC0 + 5, 0, 0]  # soil3 -> soil4
     assert normal == pytest.approx(1000.0 * 0.0014 / dt, rel=1e-12)
+    np.testing.assert_array_equal(DE.AD_FACTORS_CLM40, [20.0] * 4)  # CLM4.0 CNDecompMod spinup_scalar
     DE.decomp_potential(DE.AD_FACTORS_CLM40, dt, cs, cf)
-    assert cf[S.G_PC0 + 5, 0, 0] == pytest.approx(10.0 * normal, rel=1e-12)
+    assert cf[S.G_PC0 + 5, 0, 0] == pytest.approx(20.0 * normal, rel=1e-12)
     # soil3 -> soil4 releases N: (1 - 0.55) * loss / 10 needed, loss / 10 released
-    assert cf[S.G_PMNF0 + 5, 0, 0] == pytest.approx(-0.55 * 10 * normal / 10.0, rel=1e-12)
+    assert cf[S.G_PMNF0 + 5, 0, 0] == pytest.approx(-0.55 * 20 * normal / 10.0, rel=1e-12)
     add_c = np.empty((1, 2))
     add_n = np.empty((1, 2))
     DE.ad_exit(DE.AD_FACTORS_CLM40, cs, add_c, add_n)
-    assert cs[S.SOIL3C, 0, 0] == 10000.0 and add_c[0, 0] == 9000.0 and add_n[0, 0] == 900.0
+    assert cs[S.SOIL3C, 0, 0] == 20000.0 and add_c[0, 0] == 19000.0 and add_n[0, 0] == 1900.0
 
 
 def test_nitrogen_fixation_and_leaching():
@@ -732,12 +773,12 @@ def test_ad_spinup_reaches_steady_soil_carbon_faster():
           f"{drift_ad[19]:.2f}/{drift_ad[-1]:.2f} gC/m2/yr; AD below {thr} after {first_ad} years")
     assert first_ad is not None and first_ad <= 30
     assert np.all(drift_n[:first_ad + 5] >= thr)  # normal mode still drifting over the same years
-    # leaving AD mode restores the normal-rate soil pools: SOM4 scaled by 10
+    # leaving AD mode restores the normal-rate soil pools: SOM4 scaled by the factor (20)
     soil4 = col_ad.cs[S.SOIL4C, 0, 0]
     add_c = np.empty((1, 1))
     add_n = np.empty((1, 1))
     DE.ad_exit(DE.AD_FACTORS_CLM40, col_ad.cs, add_c, add_n)
-    assert col_ad.cs[S.SOIL4C, 0, 0] == pytest.approx(10 * soil4, rel=1e-15)
+    assert col_ad.cs[S.SOIL4C, 0, 0] == pytest.approx(20 * soil4, rel=1e-15)
 
 
 # ----------------------------------------------------------------------------------------------------

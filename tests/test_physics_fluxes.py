@@ -15,6 +15,7 @@ import pytest
 
 from engine.pftcon import constants_record, pft_record
 from kernels.physics import canopy_fluxes as cfm
+from kernels.physics import canopy_radiation as rad
 from kernels.physics import canopy_hydrology as chm
 from kernels.physics import friction_velocity as fv
 from kernels.physics import photosynthesis as ph
@@ -143,7 +144,7 @@ def test_canopy_roughness_dense_and_sparse():
 
 
 def _vcmax(ivt, tc, btran=1.0):
-    return ph.vcmax_leaf(tc, PFT.slatop[ivt], PFT.leafcn[ivt], PFT.flnr[ivt], btran, CONS)
+    return ph.vcmax_leaf(tc, PFT.slatop[ivt], PFT.leafcn[ivt], PFT.flnr[ivt], btran, 1.0, CONS)
 
 
 def test_vcmax25_from_leaf_nitrogen():
@@ -153,6 +154,30 @@ def test_vcmax25_from_leaf_nitrogen():
     for ivt in range(1, 17):
         # at 25 C the Q10 factor is 1 and only the high-temperature inhibition f2(25) remains
         assert _vcmax(ivt, 25.0) * ph.f_high_temperature(25.0) == pytest.approx(ref[ivt], rel=1e-12)
+
+
+def test_vcmax_day_length_factor():
+    from engine.landmodel import _daylength, max_daylength
+    from kernels.forcing import orbit
+
+    lat = np.deg2rad(np.array([0.0, 45.0, -45.0, 70.0, -80.0]))
+    mx = max_daylength(lat)
+    assert mx[0] == pytest.approx(43200.0, rel=1e-12)  # the equator: 12 h every day
+    assert mx[1] == pytest.approx(mx[2], rel=1e-3) and 15.3 * 3600 < mx[1] < 15.6 * 3600
+    assert mx[3] == mx[4] == 86400.0  # midnight sun
+    for day in range(0, 365, 5):
+        dl = _daylength(lat, orbit(day * 86400.0 + 43200.0)[0])
+        f = np.array([ph.dayl_factor(a, b) for a, b in zip(dl, mx)])
+        assert np.all(dl <= mx * (1 + 1e-12)) and np.all((f >= 0.01) & (f <= 1.0))
+        assert f[0] == pytest.approx(1.0, rel=1e-12)
+        np.testing.assert_allclose(f[:4], np.maximum(0.01, (dl[:4] / mx[:4]) ** 2), rtol=1e-12)
+    winter = _daylength(lat[1:2], orbit(355 * 86400.0)[0])[0]  # 45 N at the December solstice
+    assert ph.dayl_factor(winter, mx[1]) == pytest.approx((winter / mx[1]) ** 2) and 0.25 < (winter / mx[1]) ** 2 < 0.35
+    assert ph.dayl_factor(0.0, mx[3]) == 0.01  # polar night: the floor
+    # Vcmax scales with it, and with 1/SLA
+    v1 = ph.vcmax_leaf(20.0, 0.03, 25.0, 0.1, 1.0, 1.0, CONS)
+    assert ph.vcmax_leaf(20.0, 0.03, 25.0, 0.1, 1.0, 0.5, CONS) == pytest.approx(0.5 * v1, rel=1e-15)
+    assert ph.vcmax_leaf(20.0, 0.06, 25.0, 0.1, 1.0, 1.0, CONS) == pytest.approx(0.5 * v1, rel=1e-15)
 
 
 def test_light_limited_at_low_light_rubisco_limited_at_high_light():
@@ -248,8 +273,8 @@ def test_photosynthesis_kernel_sun_shade_and_gpp():
     C = lambda v: np.full((1, nm), float(v))  # noqa: E731
     e_i, _ = sat.esat(298.0)
     outs = [np.zeros((npch, nm)) for _ in range(8)]
-    ph.photosynthesis(col, pfts, P(298.0), P(200.0), P(40.0), P(1.5), P(2.5), P(1.0), P(0.6 * e_i), P(30.0), C(1e5),
-                      C(298.0), 379.0, PFT, CONS, *outs)
+    ph.photosynthesis(col, pfts, P(298.0), P(200.0), P(40.0), P(1.5), P(2.5), P(PFT.slatop[BDT_TREE]),
+                      P(0.04), P(1.0), P(0.6 * e_i), P(30.0), C(1e5), C(298.0), np.ones(1), 379.0, PFT, CONS, *outs)
     rssun, rssha, psnsun, psnsha, cisun, cisha, fpsn, gpp = outs
     assert np.all(psnsun[0] == 0.0) and np.all(rssun[0] == CONS.rsmax0) and np.all(gpp[0] == 0.0)
     assert np.all(psnsun[1:] > psnsha[1:]) and np.all(rssun[1:] < rssha[1:])
@@ -315,6 +340,14 @@ FLUX_KEYS = ("t_veg h2ocan fsh fsh_v fsh_g lh fctr fcev fgev tran evapcan evapso
              "rssun rssha psnsun psnsha fpsn gpp cgrnd ustar err").split()
 
 
+def _sla(pfts, elai, coszen=0.6):
+    """Sunlit and shaded mean SLA of patches ``pfts`` (one column) with leaf area ``elai[p, m]``."""
+    sun, sha = np.empty_like(elai), np.empty_like(elai)
+    rad.sunlit_shaded_sla(np.array([coszen]), elai, np.zeros(len(pfts), np.int64), np.asarray(pfts, np.int64), PFT,
+                          sun, sha)
+    return sun, sha
+
+
 def run_fluxes(pfts, nm=2, elai=4.0, esai=0.5, htop=20.0, tg=295.0, ta=298.0, q=0.012, qg=None, sabv=None,
                sabg=None, wind=3.0, lw=380.0, h2ocan=0.0, btran=1.0, snowdp=0.0, par=150.0, soilbeta=1.0,
                t_veg=None, emg=0.96, htvp=HVAP, dt=1800.0):
@@ -351,7 +384,7 @@ def run_fluxes(pfts, nm=2, elai=4.0, esai=0.5, htop=20.0, tg=295.0, ta=298.0, q=
     niter = np.zeros((npch, nm), np.int64)
     cfm.canopy_fluxes(col, pp, C(ta), C(q), C(1e5), C(wind), C(lw), C(tg), C(qg), C(dqgdt), C(soilbeta), C(htvp),
                       C(0.01), C(emg), C(snowdp), el, es, P(htop), sv, sg, 1 - np.exp(-vai), laisun, laisha, P(par),
-                      P(par) * 0.3, P(btran), w, fwet, fdry, P(ta if t_veg is None else t_veg), 30.0, 379.0, dt, PFT,
+                      P(par) * 0.3, *_sla(pp, el), np.ones(1), P(btran), w, fwet, fdry, P(ta if t_veg is None else t_veg), 30.0, 379.0, dt, PFT,
                       CONS, *outs.values(), niter, np.zeros((npch, nm)))
     outs["niter"] = niter
     outs["sabv"] = sv
@@ -556,7 +589,8 @@ def test_canopy_water_budget_through_interception_and_evaporation():
                       C(297.0), C(0.9 * qs[2]), C(0.9 * qs[3]), C(1.0), C(HVAP), C(0.01), C(0.96), C(0.0), elai,
                       esai, np.array([[20.0], [30.0], [0.5], [0.0]]) * np.ones((1, nm)), 300 * (1 - np.exp(-0.5 * vai)),
                       100 + 300 * np.exp(-0.5 * vai), 1 - np.exp(-vai), 0.4 * elai, 0.6 * elai,
-                      np.full((npch, nm), 120.0), np.full((npch, nm), 30.0), np.ones((npch, nm)), w1, fwet, fdry,
+                      np.full((npch, nm), 120.0), np.full((npch, nm), 30.0), *_sla(np.array(pfts), elai),
+                      np.ones(1), np.ones((npch, nm)), w1, fwet, fdry,
                       np.full((npch, nm), 298.0), 30.0, 379.0, dt, PFT, CONS, *o.values(), niter,
                       np.zeros((npch, nm)))
     resid = (rain + snow) * dt - (grnd_r + grnd_s) * dt - o["evapcan"] * dt - (o["h2ocan"] - w0)

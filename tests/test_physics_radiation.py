@@ -636,3 +636,66 @@ def test_compiled_kernels_on_an_ensemble_shape_and_time_per_patch_member():
     print(f"longwave fluxes: {per_lw * 1e6:.3f} us per patch-member")
     # generous bound (shared 2-core machine): a broken (object-mode, allocating) path is ~100x slower
     assert per < 20e-6 and per_lw < 5e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# sunlit and shaded specific leaf area (Thornton and Zimmermann 2007; CLM4.0 slasun/slasha)
+
+def _sla_run(coszen, elai, pfts):
+    sun, sha = np.full_like(elai, np.nan), np.full_like(elai, np.nan)
+    CR.sunlit_shaded_sla(np.asarray(coszen, float), elai, np.zeros(len(pfts), np.int64), np.asarray(pfts, np.int64),
+                         pft_record(), sun, sha)
+    return sun, sha
+
+
+def test_sunlit_shaded_sla_against_quadrature_and_leaf_area_weighted_sum():
+    pft = pft_record()
+    pfts = [1, 4, 7, 13, 14]  # needleleaf, broadleaf evergreen, deciduous tree, C3 grass (no gradient), C4
+    lai = np.array([0.005, 0.3, 1.0, 3.0, 6.0, 9.0, 40.0])
+    elai = np.tile(lai, (len(pfts), 1))
+    for cz in (0.05, 0.5, 1.0):
+        sun, sha = _sla_run([cz], elai, pfts)
+        ts = _run_two_stream([cz], elai, np.zeros_like(elai), np.zeros(len(pfts), np.int64), pfts,
+                             np.full((1, 2, lai.size), 0.2), np.full((1, 2, lai.size), 0.2))
+        for i, ivt in enumerate(pfts):
+            s0, d = pft.slatop[ivt], pft.dsladlai[ivt]
+            for m, L in enumerate(lai):
+                if L <= 0.01:
+                    assert sun[i, m] == sha[i, m] == s0 + d * L / 2
+                    continue
+                fsun = ts["fsun"][i, m]
+                # the sunlit fraction at depth x is exp(-K x), K = t/L with t solving (1 - e^-t)/t = fsun
+                lo, hi = 1e-12, 40.0
+                for _ in range(200):
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (mid, hi) if (1.0 - math.exp(-mid)) / mid > fsun else (lo, mid)
+                k = 0.5 * (lo + hi) / L
+                x = (np.arange(20000) + 0.5) * (L / 20000)  # midpoint rule
+                prof = s0 + d * x
+                wsun = np.exp(-k * x)
+                ref_sun = np.sum(prof * wsun) / np.sum(wsun)
+                ref_sha = np.sum(prof * (1 - wsun)) / np.sum(1 - wsun)
+                assert sun[i, m] == pytest.approx(ref_sun, rel=1e-7, abs=1e-12), (cz, ivt, L)
+                assert sha[i, m] == pytest.approx(ref_sha, rel=1e-7, abs=1e-12), (cz, ivt, L)
+                # the two classes share the canopy's leaf area: laisun slasun + laisha slasha = int SLA dx
+                total = fsun * L * sun[i, m] + (1 - fsun) * L * sha[i, m]
+                assert total == pytest.approx(s0 * L + d * L * L / 2, rel=1e-12)
+                if d > 0:
+                    assert s0 < sun[i, m] < sha[i, m] < s0 + d * L  # the shade lies deeper
+                else:
+                    assert sun[i, m] == sha[i, m] == s0
+    # at night every leaf is shaded: the canopy mean; no leaves: slatop
+    sun, sha = _sla_run([0.0], elai, pfts)
+    for i, ivt in enumerate(pfts):
+        assert np.all(sun[i] == pft.slatop[ivt])
+        np.testing.assert_array_equal(sha[i], pft.slatop[ivt] + pft.dsladlai[ivt] * lai / 2)
+    sun, sha = _sla_run([0.5], np.zeros((1, 3)), [4])
+    assert np.all(sun == pft.slatop[4]) and np.all(sha == pft.slatop[4])
+
+
+def test_sunlit_depth_series_meets_the_closed_form():
+    for t in (2e-4, 9.99e-4, 1.001e-3, 1e-2):
+        e = math.exp(-t)
+        closed = (1.0 - e * (1.0 + t)) / (t * (1.0 - e))
+        assert CR._sunlit_depth_fraction(t) == pytest.approx(closed, rel=1e-7 if t < 1e-3 else 1e-15)
+    assert abs(CR._sunlit_depth_fraction(9.999e-4) - CR._sunlit_depth_fraction(1.0001e-3)) < 1e-7

@@ -163,7 +163,7 @@ def air_density(forc_t, forc_q, forc_pbot):
 @njit
 def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, forc_lwrad, t_grnd, qg, dqgdt,
                   soilbeta, htvp, z0mg, emg, snowdp, elai, esai, htop, sabv, sabg, emv, laisun, laisha, parsun,
-                  parsha, btran, h2ocan, fwet, fdry, t_veg, forc_hgt, co2_ppmv, dt, pft, cons,
+                  parsha, slasun, slasha, fdayl, btran, h2ocan, fwet, fdry, t_veg, forc_hgt, co2_ppmv, dt, pft, cons,
                   out_t_veg, out_h2ocan, out_fsh, out_fsh_v, out_fsh_g, out_eflx_lh_tot, out_fctr, out_fcev,
                   out_fgev, out_qflx_tran_veg, out_qflx_evap_can, out_qflx_evap_soi, out_fgr, out_fira,
                   out_lwnet_veg, out_lwnet_grnd, out_tsa, out_q2m, out_rh2m, out_rssun, out_rssha,
@@ -183,8 +183,10 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     Patch state (npatch, nmem): elai, esai exposed LAI and SAI (m2/m2), htop canopy top height (m),
     sabv, sabg shortwave absorbed by vegetation and ground (W/m2), emv canopy emissivity (1), laisun,
     laisha sunlit/shaded LAI (m2/m2), parsun, parsha PAR absorbed per unit sunlit/shaded leaf area
-    (W/m2), btran (1), h2ocan canopy water after interception (mm), fwet, fdry (1), t_veg vegetation
+    (W/m2), slasun, slasha mean specific leaf area of the sunlit/shaded leaves (m2 gC-1,
+    ``canopy_radiation.sunlit_shaded_sla``), btran (1), h2ocan canopy water after interception (mm), fwet, fdry (1), t_veg vegetation
     temperature at the start of the step (K; first guess of the iteration).
+    fdayl[c]: the column's day-length factor of Vcmax (``photosynthesis.dayl_factor``).
     Scalars: forc_hgt forcing height above the roughness sublayer (m; CLM adds z0m + d), co2_ppmv CO2
     (umol/mol), dt time step (s), pft = ``pft_record()``, cons = ``constants_record()``.
 
@@ -270,7 +272,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     a_dqh = np.empty(nmem)
     # lane buffers of the chunked iteration: one row per quantity, one column per lane; a single
     # (rows, _LANES) block so that the lane loops have a fixed trip count and provably disjoint rows
-    lanes = np.empty((80, _LANES))
+    lanes = np.empty((82, _LANES))
     L_pbot = lanes[0]
     L_q = lanes[1]
     L_th = lanes[2]
@@ -351,6 +353,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     L_dth = lanes[77]
     L_dqh = lanes[78]
     L_thvstar = lanes[79]
+    L_ssun = lanes[80]
+    L_ssha = lanes[81]
     done = np.empty(_LANES, dtype=np.bool_)
     lmem = np.empty(_LANES, dtype=np.int64)
     nmoz = np.empty(_LANES, dtype=np.int64)
@@ -363,7 +367,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
         displar = pft.displar[ivt]
         sqrt_dleaf = math.sqrt(pft.dleaf[ivt])  # iteration-invariant factor of cfl
         # per-PFT factors of photosynthesis.vcmax_leaf and _ci_iteration
-        lnc = 1.0 / (pft.slatop[ivt] * pft.leafcn[ivt])
+        leafcn = pft.leafcn[ivt]
+        fdl = fdayl[c]
         flnr = pft.flnr[ivt]
         c3psn = pft.c3psn[ivt]
         mp = pft.mp[ivt]
@@ -458,6 +463,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 L_lsha[l] = laisha[p, m]
                 L_psun[l] = parsun[p, m]
                 L_psha[l] = parsha[p, m]
+                L_ssun[l] = slasun[p, m]
+                L_ssha[l] = slasha[p, m]
                 L_fdry[l] = fdry[p, m]
                 L_fwet[l] = fwet[p, m]
                 L_bt[l] = btran[p, m]
@@ -550,7 +557,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     o2 = L_o2[l]
                     co2 = L_co2[l]
                     act25 = cons.act25 * 1000.0 / 60.0 * L_pq10[l]
-                    vcmx = lnc * flnr * cons.fnr * act25 / L_f2[l] * L_bt[l]
+                    vsun = 1.0 / (L_ssun[l] * leafcn) * flnr * cons.fnr * act25 / L_f2[l] * L_bt[l] * fdl
+                    vsha = 1.0 / (L_ssha[l] * leafcn) * flnr * cons.fnr * act25 / L_f2[l] * L_bt[l] * fdl
                     kc = cons.kc25 * L_pkc[l]
                     ko = cons.ko25 * L_pko[l]
                     awc = kc * (1.0 + o2 / ko)
@@ -559,9 +567,9 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     rb = L_rb[l]
                     cf = L_cf[l]
                     rsn = L_rsn[l]
-                    rs1, psn1 = ci_iteration_lane(L_psun[l], ei, eah, co2, rb, pbot, cf, vcmx, awc, cp, c3psn, mp,
+                    rs1, psn1 = ci_iteration_lane(L_psun[l], ei, eah, co2, rb, pbot, cf, vsun, awc, cp, c3psn, mp,
                                                   qe25, cons.bp, cons.rsmax0)
-                    rs2, psn2 = ci_iteration_lane(L_psha[l], ei, eah, co2, rb, pbot, cf, vcmx, awc, cp, c3psn, mp,
+                    rs2, psn2 = ci_iteration_lane(L_psha[l], ei, eah, co2, rb, pbot, cf, vsha, awc, cp, c3psn, mp,
                                                   qe25, cons.bp, cons.rsmax0)
                     sun = L_psun[l] > 0.0
                     sha = L_psha[l] > 0.0

@@ -21,7 +21,7 @@ canopy), the column's cosine solar zenith angle ``coszen[c]`` and ground albedos
 ``forc_solad/forc_solai[c, band, m]``. Writes only its ``out_*`` arrays. Bands: 0 = visible
 (< 0.7 um), 1 = near-infrared.
 
-Two kernels, called in this order each radiation step:
+Three kernels, called in this order each radiation step:
 
 * :func:`canopy_two_stream`: albedos and fluxes per unit incoming direct (``albd, fabd, ftdd,
   ftid``) and diffuse (``albi, fabi, ftii``) radiation, the canopy's single-scattering albedo
@@ -29,7 +29,9 @@ Two kernels, called in this order each radiation step:
 * :func:`solar_fluxes`: multiplies by the forcing to give ``sabv`` (absorbed by vegetation),
   ``sabg`` (absorbed by the ground), ``fsa`` (total absorbed, CLM history FSA), ``fsr`` (reflected,
   FSR), sunlit/shaded leaf area ``laisun/laisha`` and absorbed PAR per unit sunlit/shaded leaf area
-  ``parsun/parsha`` (W/m2 leaf), the input of photosynthesis (tech note ch. 8).
+  ``parsun/parsha`` (W/m2 leaf), the input of photosynthesis (tech note ch. 8);
+* :func:`sunlit_shaded_sla`: the mean specific leaf area of the sunlit and of the shaded leaves
+  (``slasun/slasha``), with which photosynthesis converts leaf N to Vcmax.
 
 Solution method. The two-stream equations (tech note eqs. 3.1-3.2)
 
@@ -368,10 +370,74 @@ def solar_fluxes(coszen, forc_solad, forc_solai, elai, esai, patch_col, albgrd, 
             out_laisha[p, m] = laisha
 
 
+@njit
+def _sunlit_depth_fraction(t):
+    """Mean cumulative-LAI depth of the sunlit leaves over the canopy LAI L, for t = K L > 0:
+    g(t) = [1 - e^-t (1 + t)] / [t (1 - e^-t)] (the sunlit fraction at depth x being e^-Kx); its
+    series 1/2 - t/12 + t^3/720 below t = 1e-3, where the closed form loses digits."""
+    if t < 1.0e-3:
+        return 0.5 - t / 12.0 + t * t * t / 720.0
+    e = math.exp(-t)
+    return (1.0 - e * (1.0 + t)) / (t * (1.0 - e))
+
+
+@njit
+def sunlit_shaded_sla(coszen, elai, patch_col, patch_pft, pft, out_slasun, out_slasha):
+    """Mean specific leaf area (m2 leaf gC-1) of the sunlit and of the shaded leaves (CLM4.0
+    ``SurfaceRadiation``: ``slasun``/``slasha``, Thornton and Zimmermann 2007, J. Climate 20:3902),
+    the SLA with which photosynthesis converts leaf N per unit leaf area (tech note section 8.2: N_a =
+    1/(CN_L SLA)).
+
+    SLA grows linearly with the overlying leaf area x, SLA(x) = slatop + dsladlai x (the profile of
+    ``kernels.physics.cn_canopy``), and the sunlit fraction at depth x is e^-Kx (tech note eq. 4.7).
+    Weighting the profile by e^-Kx and by 1 - e^-Kx over 0 <= x <= L (L = elai) gives
+
+        slasun = slatop + dsladlai L g(t),
+        slasha = slatop + dsladlai L (1/2 - fsun g(t)) / (1 - fsun),
+
+    t = K L, fsun = (1 - e^-t)/t, g(t) = [1 - e^-t (1 + t)] / [t (1 - e^-t)] the sunlit leaves' mean
+    depth over L. K and the cap t <= 40 are those of ``canopy_two_stream``'s fsun (so laisun = fsun L
+    is the integral weighted here). Limits: no gradient (dsladlai = 0) gives slatop for both; with the
+    sun below the horizon every leaf is shaded (slasha = slatop + dsladlai L/2, the canopy mean, and
+    slasun = slatop); elai <= 0.01 (fsun = 1 in canopy_two_stream): both the canopy mean; no leaves:
+    both slatop.
+
+    coszen[c] (1); elai[p, m] (m2/m2); patch_col[p], patch_pft[p]; pft: ``pft_record()`` (slatop,
+    dsladlai, xl). Writes out_slasun[p, m], out_slasha[p, m].
+    """
+    npatch, nmem = elai.shape
+    for p in range(npatch):
+        ivt = patch_pft[p]
+        s0 = pft.slatop[ivt]
+        d = pft.dsladlai[ivt]
+        cz = coszen[patch_col[p]]
+        ext = 0.0
+        if cz > 0.0:
+            _chil, _gdir, ext, _avmu, _asu = leaf_orientation(pft.xl[ivt], max(0.001, cz))
+        for m in range(nmem):
+            lai = elai[p, m]
+            if lai <= 0.0:
+                out_slasun[p, m] = s0
+                out_slasha[p, m] = s0
+            elif cz <= 0.0:
+                out_slasun[p, m] = s0
+                out_slasha[p, m] = s0 + d * lai * 0.5
+            elif lai <= 0.01:
+                out_slasun[p, m] = s0 + d * lai * 0.5
+                out_slasha[p, m] = s0 + d * lai * 0.5
+            else:
+                t = min(ext * lai, 40.0)
+                fsun = (1.0 - math.exp(-t)) / t
+                g = _sunlit_depth_fraction(t)
+                out_slasun[p, m] = s0 + d * lai * g
+                out_slasha[p, m] = s0 + d * lai * (0.5 - fsun * g) / (1.0 - fsun)
+
+
 __all__ = [
     "NUMRAD",
     "canopy_two_stream",
     "leaf_orientation",
     "solar_fluxes",
+    "sunlit_shaded_sla",
     "two_stream_solution",
 ]

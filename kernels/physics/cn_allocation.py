@@ -27,7 +27,8 @@ both proceed at the potential rate (fpi = 1, and CLM4's excess-N denitrification
 of the surplus); otherwise sminn/dt is shared in proportion to the two demands (fpi, fpg < 1).
 Actual allocation = (sminn uptake + retranslocated N) C_allom/N_allom; the carbon that N cannot
 support, excess_cflux = availc - plant_calloc, is removed from GPP (CLM4.0 down-regulates
-photosynthesis: the realised GPP is gpp - excess_cflux, flux ``gpp``).
+photosynthesis: the realised GPP is gpp - excess_cflux, flux ``gpp``). In spin-up the shortfall can
+instead be supplied (``supplement_to_sminn``, see :func:`nitrogen_competition`).
 New growth: nlc = plant_calloc / C_allom to leaf, a1 nlc to fine root, a3 a4 nlc live stem, a3 (1 - a4)
 nlc dead stem, a2 a3 a4 nlc live coarse root, a2 a3 (1 - a4) nlc dead coarse root, each fcur displayed
 now and (1 - fcur) to storage; N at the tissue C:N ratios. Growth respiration (CNGResp): g1 times the
@@ -51,8 +52,8 @@ from kernels.physics.cn_state import (
     F_LIVECROOT_MR, F_LIVESTEM_MR, F_MR, F_N_ALLOMETRY, F_NPP, F_PLANT_CALLOC, F_PLANT_NALLOC,
     F_PLANT_NDEMAND, F_RETRANSN_TO_NPOOL, F_SMINN_TO_NPOOL, F_XSMR, F_XSMRPOOL_RECOVER, FROOTC,
     FROOTC_STORAGE, FROOTN, G_ACTUAL_IMMOB, G_COL_PLANT_NDEMAND, G_DENIT_EXCESS, G_FPG, G_FPI,
-    G_POTENTIAL_IMMOB, G_SMINN_TO_PLANT, GRESP_STORAGE, LEAFC, LEAFC_STORAGE, LEAFN, LIVECROOTC,
-    LIVECROOTC_STORAGE, LIVECROOTN, LIVESTEMC, LIVESTEMC_STORAGE, LIVESTEMN, NC0, NPOOL, RETRANSN,
+    G_POTENTIAL_IMMOB, G_SMINN_TO_PLANT, G_SUPPLEMENT_TO_SMINN, GRESP_STORAGE, LEAFC, LEAFC_STORAGE,
+    LEAFN, LIVECROOTC, LIVECROOTC_STORAGE, LIVECROOTN, LIVESTEMC, LIVESTEMC_STORAGE, LIVESTEMN, NC0, NPOOL, RETRANSN,
     SMINN, TEMPAVG_T2M, TEMPMAX_RETRANSN, TEMPSUM_NPP, TEMPSUM_POTENTIAL_GPP, XSMRPOOL,
 )
 from kernels.physics.constants import DAYSPYR, SECSPDAY, TFRZ
@@ -213,12 +214,20 @@ def allocation_demand(patch_pft, patch_col, patch_wt, gpp_pot, pft, dt, ps, pf, 
 
 
 @njit
-def nitrogen_competition(dt, cs, cf):
+def nitrogen_competition(dt, supplement_n, cs, cf):
     """Competition of plant uptake and microbial immobilisation for soil mineral N (CLM4.0
     CNAllocation). Reads ``cs[SMINN]`` (gN m-2), ``cf[G_COL_PLANT_NDEMAND]`` and
     ``cf[G_POTENTIAL_IMMOB]`` (gN m-2 s-1); fills ``cf[G_FPI]``, ``cf[G_FPG]``, ``cf[G_ACTUAL_IMMOB]``,
-    ``cf[G_SMINN_TO_PLANT]`` and the excess-N denitrification ``cf[G_DENIT_EXCESS]`` (0.5 per day of
-    the surplus, limited to the surplus). dt (s)."""
+    ``cf[G_SMINN_TO_PLANT]``, the excess-N denitrification ``cf[G_DENIT_EXCESS]`` (0.5 per day of
+    the surplus, limited to the surplus) and ``cf[G_SUPPLEMENT_TO_SMINN]``. dt (s).
+
+    ``supplement_n`` (spin-up): where mineral N cannot meet both demands, the shortfall
+    sum_ndemand - sminn/dt is added to sminn (``supplement_to_sminn``, an external N input of the
+    budget) and both proceed at their potential rates (fpi = fpg = 1): CLM4.0 CNAllocation's
+    carbon-only branch (``Carbon_only``/``suplnitro = 'ALL'``), and Biome-BGC's spin-up allocation
+    (Thornton and Rosenbloom 2005), which add exactly enough mineral N to satisfy plant and microbial
+    demand. Without it the vegetation of a short spin-up starves: ecosystem N then has to accumulate
+    from deposition and fixation (~1 gN m-2 yr-1) over thousands of years."""
     bdnr = BDNR_PER_DAY * dt / SECSPDAY
     for c in range(cs.shape[1]):
         for m in range(cs.shape[2]):
@@ -226,12 +235,19 @@ def nitrogen_competition(dt, cs, cf):
             pdem = cf[G_COL_PLANT_NDEMAND, c, m]
             pimm = cf[G_POTENTIAL_IMMOB, c, m]
             total = pdem + pimm
+            supplement = 0.0
             if total * dt < sminn:
                 fpi = 1.0
                 immob = pimm
                 to_plant = pdem
                 surplus = sminn / dt - total
                 excess = min(bdnr, 1.0) * surplus
+            elif supplement_n:
+                fpi = 1.0
+                immob = pimm
+                to_plant = pdem
+                supplement = total - sminn / dt
+                excess = 0.0
             else:
                 if total > 0.0:
                     immob = (sminn / dt) * (pimm / total)
@@ -248,6 +264,7 @@ def nitrogen_competition(dt, cs, cf):
             cf[G_ACTUAL_IMMOB, c, m] = immob
             cf[G_SMINN_TO_PLANT, c, m] = to_plant
             cf[G_DENIT_EXCESS, c, m] = excess
+            cf[G_SUPPLEMENT_TO_SMINN, c, m] = supplement
 
 
 @njit

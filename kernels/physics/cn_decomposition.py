@@ -25,7 +25,8 @@ leaching = 0.1 sminn / (liquid soil water) * drainage, at most 0.1 sminn per ste
 denitrification of surplus mineral N (0.5 d-1) comes from ``nitrogen_competition``.
 
 Accelerated decomposition (AD) spin-up: the SOM base rates k_s1..k_s4 are multiplied by
-``ad_factor`` (CLM4.0 AD_SPINUP: 10 for all four SOM pools, ``AD_FACTORS_CLM40``; CLM4.5's BGC cascade
+``ad_factor`` (CLM4.0 AD_SPINUP: 20 for all four SOM pools, ``AD_FACTORS_CLM40``: CNDecompMod's
+``spinup_scalar = 20`` under ``use_ad_spinup``, although its comment still says 10; CLM4.5's BGC cascade
 used (1, 1, 5, 70), ``AD_FACTORS_CLM45``). In AD mode a SOM pool settles at 1/factor of its normal
 steady state; leaving AD mode (``ad_exit``) multiplies each SOM pool's C and N by its factor, which is
 the steady state of the normal rates for the same inputs (CLM4.0 ``exit_spinup``). This conversion is
@@ -45,7 +46,7 @@ from kernels._jit import njit
 from kernels.physics.cn_state import (
     ANNSUM_NPP, CWDC, G_ACTUAL_IMMOB, G_CLAMP_C, G_CLAMP_N, G_CWDC_LOSS, G_DENIT,
     G_DENIT_EXCESS, G_FPI, G_GROSS_NMIN, G_HR, G_LEACHED, G_NDEP, G_NET_NMIN, G_NFIX, G_PC0, G_PMNF0,
-    G_POTENTIAL_IMMOB, G_SMINN_TO_PLANT, G_T_SCALAR, G_W_SCALAR, LITR1C, LITR2C, LITR3C, NCOL_C,
+    G_POTENTIAL_IMMOB, G_SMINN_TO_PLANT, G_SUPPLEMENT_TO_SMINN, G_T_SCALAR, G_W_SCALAR, LITR1C, LITR2C, LITR3C, NCOL_C,
     SMINN, SOIL1C, NTRANS, clamp_negative_pools,
 )
 from kernels.physics.constants import DAYSPYR, DENH2O, SECSPDAY
@@ -72,7 +73,7 @@ NLEV_DECOMP = 5
 #: Soluble fraction of mineral N (CLM4.0 CNNLeaching ``sf``).
 SF_LEACH = 0.1
 #: AD spin-up multipliers of k_s1..k_s4.
-AD_FACTORS_CLM40 = np.array([10.0, 10.0, 10.0, 10.0])
+AD_FACTORS_CLM40 = np.array([20.0, 20.0, 20.0, 20.0])
 AD_FACTORS_CLM45 = np.array([1.0, 1.0, 5.0, 70.0])
 AD_FACTORS_OFF = np.ones(4)
 
@@ -242,7 +243,8 @@ def decomposition(dt, cs, cf):
             for i in range(NCOL_C):
                 cs[i, c, m] += dt * dpool_c[i]
                 cs[i + NCOL_C, c, m] += dt * dpool_n[i]
-            cs[SMINN, c, m] += dt * (dsminn - denit - cf[G_SMINN_TO_PLANT, c, m])
+            cs[SMINN, c, m] += dt * (dsminn - denit - cf[G_SMINN_TO_PLANT, c, m]
+                                     + cf[G_SUPPLEMENT_TO_SMINN, c, m])
             cf[G_HR, c, m] = hr
             cf[G_ACTUAL_IMMOB, c, m] = immob
             cf[G_NET_NMIN, c, m] = dsminn

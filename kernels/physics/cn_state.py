@@ -238,7 +238,9 @@ _CF = (
      ("leached", _GNS, "mineral N leached with drainage", "SMINN_LEACHED"),
      ("cwdc_loss", _GCS, "CWD fragmentation C", "CWDC_LOSS"),
      ("clamp_c", _GCS, "C added to keep column pools >= 0 (round-off accounting)", "CLAMP_C"),
-     ("clamp_n", _GNS, "N added to keep column pools >= 0 (round-off accounting)", "CLAMP_N")]
+     ("clamp_n", _GNS, "N added to keep column pools >= 0 (round-off accounting)", "CLAMP_N"),
+     ("supplement_to_sminn", _GNS, "supplemental mineral N that removes N limitation (spin-up only)",
+      "SUPPLEMENT_TO_SMINN")]
     + [(f"pc_{t}", _GCS, f"potential C loss of decomposition step {t.upper()}", f"PC_{t.upper()}")
        for t in _TRANS]
     + [(f"pmnf_{t}", _GNS, f"potential mineral N flux of step {t.upper()} (> 0: immobilisation)",
@@ -295,9 +297,9 @@ NCOL_C = 8  # column C pools 0..7, N pools 8..16 (incl. sminn)
 
 (G_HR, G_T_SCALAR, G_W_SCALAR, G_POTENTIAL_IMMOB, G_ACTUAL_IMMOB, G_GROSS_NMIN, G_NET_NMIN,
  G_COL_PLANT_NDEMAND, G_SMINN_TO_PLANT, G_FPI, G_FPG, G_NDEP, G_NFIX, G_DENIT, G_DENIT_EXCESS,
- G_LEACHED, G_CWDC_LOSS, G_CLAMP_C, G_CLAMP_N) = range(19)
-G_PC0 = 19  # potential C loss of the 7 transitions: G_PC0 + k, k = 0..6 (l1s1 .. s4)
-G_PMNF0 = 26  # potential mineral N flux of the 7 transitions
+ G_LEACHED, G_CWDC_LOSS, G_CLAMP_C, G_CLAMP_N, G_SUPPLEMENT_TO_SMINN) = range(20)
+G_PC0 = 20  # potential C loss of the 7 transitions: G_PC0 + k, k = 0..6 (l1s1 .. s4)
+G_PMNF0 = 27  # potential mineral N flux of the 7 transitions
 NTRANS = 7
 
 
@@ -454,7 +456,7 @@ def cn_budget_residuals(patch_col, patch_wt, totc_old, totn_old, ps, cs, pf, cf,
     """Carbon and nitrogen budget residuals of one step per column and member (gC/m2, gN/m2).
 
     residual_C = (C_new - C_old) - dt (sum_p wt (GPP - AR + clamp_c) - HR + clamp_c_col)
-    residual_N = (N_new - N_old) - dt (Ndep + Nfix - denit - leached + sum_p wt clamp_n + clamp_n_col)
+    residual_N = (N_new - N_old) - dt (Ndep + Nfix + supplement - denit - leached + sum_p wt clamp_n + clamp_n_col)
 
     ``totc_old``/``totn_old`` from :func:`cn_totals` before the step; ``ps``, ``cs`` the states after
     it; ``pf``/``cf`` the packed patch/column fluxes of the step (g/m2/s); dt (s). No fire, harvest or
@@ -477,7 +479,7 @@ def cn_budget_residuals(patch_col, patch_wt, totc_old, totn_old, ps, cs, pf, cf,
         for m in range(nmem):
             fc = inc[c, m] - cf[G_HR, c, m] + cf[G_CLAMP_C, c, m]
             fn = (inn[c, m] + cf[G_NDEP, c, m] + cf[G_NFIX, c, m] - cf[G_DENIT, c, m] - cf[G_LEACHED, c, m]
-                  + cf[G_CLAMP_N, c, m])
+                  + cf[G_CLAMP_N, c, m] + cf[G_SUPPLEMENT_TO_SMINN, c, m])
             out_resid_c[c, m] = (totc[c, m] - totc_old[c, m]) - dt * fc
             out_resid_n[c, m] = (totn[c, m] - totn_old[c, m]) - dt * fn
 

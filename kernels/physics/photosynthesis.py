@@ -8,12 +8,15 @@ is ``kernels.physics.soil_properties.soil_water_stress``.
 - Stomatal conductance: Ball, Woodrow and Berry (1987), g_s = m A h_s p_atm / c_s + b (CLM4 section
   8.1), solved with the leaf boundary layer resistance r_b as CLM4 does: three fixed-point iterations
   on the intercellular CO2 c_i, each solving the quadratic for r_s.
-- Vcmax25 from leaf nitrogen (CLM4 section 8.2, CN version): vcmax25 = N_a flnr fnr a_R25 with the leaf
-  N per unit leaf area N_a = 1 / (slatop leafcn) (canopy-top specific leaf area, as the issue asks;
-  CLM4.0 uses the sunlit- and shaded-canopy mean SLA there), flnr, fnr = 7.16, a_R25 = 3.6 umol
-  mgRubisco-1 min-1; temperature response Q10 = 2.4 times the high-temperature inhibition
-  f(T) = 1 + exp((-2.2e5 + 710 T) / (0.001 R T)); kc, ko with Q10 2.1 and 1.2. No day-length factor
-  (CLM4.0's dayl_factor is deliberately left out: day-length independent).
+- Vcmax25 from leaf nitrogen (CLM4 section 8.2, CN version): vcmax25 = N_a flnr fnr a_R25 dayl_factor
+  with the leaf N per unit leaf area N_a = 1 / (SLA leafcn), SLA the mean specific leaf area of the
+  sunlit or of the shaded leaves (``slasun``/``slasha`` of
+  ``kernels.physics.canopy_radiation.sunlit_shaded_sla``, CLM4.0; Thornton and Zimmermann 2007),
+  flnr, fnr = 7.16, a_R25 = 3.6 umol mgRubisco-1 min-1, and CLM4.0 CanopyFluxes' seasonal
+  day-length factor dayl_factor = min(1, max(0.01, (dayl / max_dayl)^2)) (``max_dayl`` the day
+  length at the cell's summer solstice; :func:`dayl_factor`); temperature response Q10 = 2.4 times
+  the high-temperature inhibition f(T) = 1 + exp((-2.2e5 + 710 T) / (0.001 R T)); kc, ko with Q10
+  2.1 and 1.2.
 
 Reads (arguments): leaf temperature, absorbed PAR of sunlit and shaded leaves, canopy air and leaf
 vapour pressures, boundary layer resistance, BTRAN, PFT parameters (``engine.pftcon.pft_record()``) and
@@ -52,13 +55,21 @@ def f_high_temperature(tc):
 
 
 @njit
-def vcmax_leaf(tc, slatop, leafcn, flnr, btran, cons):
+def dayl_factor(dayl, max_dayl):
+    """CLM4.0 CanopyFluxes' seasonal scaling of Vcmax by day length: min(1, max(0.01, (dayl /
+    max_dayl)^2)); dayl the day length (s), max_dayl the day length at the summer solstice (s)."""
+    return min(1.0, max(0.01, (dayl * dayl) / (max_dayl * max_dayl)))
+
+
+@njit
+def vcmax_leaf(tc, sla, leafcn, flnr, btran, fdayl, cons):
     """Maximum carboxylation rate (umol CO2 m-2 s-1) at leaf temperature ``tc`` (degC) of CLM4.0 CN:
-    lnc flnr fnr act25 q10act^((tc-25)/10) / f2(tc) * btran, lnc = 1/(slatop leafcn) (gN m-2 leaf);
-    slatop (m2 gC-1), leafcn (gC gN-1), flnr (1), btran (0-1); cons = ``constants_record()``."""
-    lnc = 1.0 / (slatop * leafcn)
+    lnc flnr fnr act25 q10act^((tc-25)/10) / f2(tc) * btran * fdayl, lnc = 1/(sla leafcn) (gN m-2
+    leaf); sla the leaves' specific leaf area (m2 gC-1), leafcn (gC gN-1), flnr (1), btran (0-1),
+    fdayl the day-length factor (:func:`dayl_factor`, 0.01-1); cons = ``constants_record()``."""
+    lnc = 1.0 / (sla * leafcn)
     act = cons.act25 * 1000.0 / 60.0 * f_q10(cons.q10act, tc)  # umol gRubisco-1 s-1
-    return lnc * flnr * cons.fnr * act / f_high_temperature(tc) * btran
+    return lnc * flnr * cons.fnr * act / f_high_temperature(tc) * btran * fdayl
 
 
 @njit
@@ -98,7 +109,8 @@ def leaf_rates(ci, tc, apar, vcmax, qe25, c3psn, o2, pbot, cons):
 
 @njit
 def stomata_leaf(apar, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm, ivt, pft, cons):
-    """CLM4.0 ``Stomata`` (CN version, without the day-length factor) for one leaf class.
+    """CLM4.0 ``Stomata`` (CN version) for one leaf at the canopy top (SLA = slatop) on the longest day
+    of the year (day-length factor 1).
 
     apar: PAR absorbed per unit leaf area (W m-2); tl: leaf temperature (K); ei: saturation vapour
     pressure at tl (Pa); ea: canopy air vapour pressure (Pa); o2, co2: partial pressures (Pa); rb: leaf
@@ -114,7 +126,7 @@ def stomata_leaf(apar, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm, ivt, pft, con
     if apar <= 0.0:
         return min(cons.rsmax0, cf / cons.bp), 0.0, 0.0, 0.0, co2, min(ea, ei)
     tc = tl - TFRZ
-    vcmx = vcmax_leaf(tc, pft.slatop[ivt], pft.leafcn[ivt], pft.flnr[ivt], btran, cons)
+    vcmx = vcmax_leaf(tc, pft.slatop[ivt], pft.leafcn[ivt], pft.flnr[ivt], btran, 1.0, cons)
     _kc, _ko, awc, cp = leaf_kinetics(tc, o2, cons)
     rs, psn, ci, cs, es = _ci_iteration(apar, ei, ea, co2, rb, pbot, cf, vcmx, awc, cp, ivt, pft, cons)
     return rs, psn, ci, vcmx, cs, es
@@ -182,9 +194,12 @@ def ci_iteration_lane(apar, ei, ea, co2, rb, pbot, cf, vcmx, awc, cp, c3, mp, qe
 
 
 @njit
-def stomata_sun_shade(parsun, parsha, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm, ivt, pft, cons):
-    """:func:`stomata_leaf` for the sunlit and the shaded leaves at once (same leaf temperature, so the
-    temperature functions are evaluated once; results identical to two stomata_leaf calls).
+def stomata_sun_shade(parsun, parsha, slasun, slasha, fdayl, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm, ivt, pft,
+                      cons):
+    """CLM4.0 ``Stomata`` for the sunlit and the shaded leaves at once (same leaf temperature, so the
+    temperature functions are evaluated once), each with its mean specific leaf area ``slasun`` /
+    ``slasha`` (m2 gC-1) and the day-length factor ``fdayl``; with slasun = slasha = slatop and
+    fdayl = 1 the results are identical to two :func:`stomata_leaf` calls.
 
     Returns (rssun, psnsun, cisun, rssha, psnsha, cisha) in s/m, umol CO2 m-2 s-1, Pa.
     """
@@ -193,14 +208,15 @@ def stomata_sun_shade(parsun, parsha, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm
     if parsun <= 0.0 and parsha <= 0.0:
         return rs_night, 0.0, 0.0, rs_night, 0.0, 0.0
     tc = tl - TFRZ
-    vcmx = vcmax_leaf(tc, pft.slatop[ivt], pft.leafcn[ivt], pft.flnr[ivt], btran, cons)
     _kc, _ko, awc, cp = leaf_kinetics(tc, o2, cons)
     if parsun > 0.0:
+        vcmx = vcmax_leaf(tc, slasun, pft.leafcn[ivt], pft.flnr[ivt], btran, fdayl, cons)
         rssun, psnsun, cisun, _cs, _es = _ci_iteration(parsun, ei, ea, co2, rb, pbot, cf, vcmx, awc, cp, ivt, pft,
                                                        cons)
     else:
         rssun, psnsun, cisun = rs_night, 0.0, 0.0
     if parsha > 0.0:
+        vcmx = vcmax_leaf(tc, slasha, pft.leafcn[ivt], pft.flnr[ivt], btran, fdayl, cons)
         rssha, psnsha, cisha, _cs, _es = _ci_iteration(parsha, ei, ea, co2, rb, pbot, cf, vcmx, awc, cp, ivt, pft,
                                                        cons)
     else:
@@ -209,17 +225,18 @@ def stomata_sun_shade(parsun, parsha, tl, ei, ea, o2, co2, rb, btran, pbot, tgcm
 
 
 @njit
-def photosynthesis(patch_col, patch_pft, t_veg, parsun, parsha, laisun, laisha, btran, eah, rb, forc_pbot,
-                   forc_t, co2_ppmv, pft, cons, out_rssun, out_rssha, out_psnsun, out_psnsha, out_cisun,
+def photosynthesis(patch_col, patch_pft, t_veg, parsun, parsha, laisun, laisha, slasun, slasha, btran, eah, rb,
+                   forc_pbot, forc_t, fdayl, co2_ppmv, pft, cons, out_rssun, out_rssha, out_psnsun, out_psnsha, out_cisun,
                    out_cisha, out_fpsn, out_gpp):
     """Sunlit and shaded leaf photosynthesis and stomatal resistance for given leaf temperature and
     canopy air humidity (the same :func:`stomata_sun_shade` that ``canopy_fluxes`` calls inside its
     vegetation-temperature iteration; this kernel is for use outside that loop and for tests).
 
     Patch arrays (npatch, nmem): t_veg (K), parsun/parsha (PAR absorbed per unit sunlit/shaded leaf
-    area, W m-2), laisun/laisha (m2/m2), btran (0-1), eah (canopy air vapour pressure, Pa), rb (leaf
-    boundary layer resistance, s/m). Column arrays (ncol, nmem): forc_pbot (Pa), forc_t (K, used for
-    the conductance unit conversion). co2_ppmv: atmospheric CO2 (umol/mol). O2 = 0.209 pbot.
+    area, W m-2), laisun/laisha (m2/m2), slasun/slasha (m2 gC-1, ``canopy_radiation.sunlit_shaded_sla``),
+    btran (0-1), eah (canopy air vapour pressure, Pa), rb (leaf boundary layer resistance, s/m). Column
+    arrays (ncol, nmem): forc_pbot (Pa), forc_t (K, used for the conductance unit conversion).
+    fdayl[c]: day-length factor (:func:`dayl_factor`). co2_ppmv: atmospheric CO2 (umol/mol). O2 = 0.209 pbot.
     Fills out_rssun/out_rssha (s/m), out_psnsun/out_psnsha (umol CO2 m-2 leaf s-1), out_cisun/out_cisha
     (Pa), out_fpsn = psnsun laisun + psnsha laisha (umol CO2 m-2 s-1) and out_gpp = fpsn * 12.011e-6
     (gC m-2 s-1). Bare-soil patches (PFT 0) get rs = rsmax0 and zero photosynthesis.
@@ -244,7 +261,7 @@ def photosynthesis(patch_col, patch_pft, t_veg, parsun, parsha, laisun, laisha, 
             o2 = O2_MOLAR * pbot
             ei, _d = esat(t_veg[p, m])
             rssun, psnsun, cisun, rssha, psnsha, cisha = stomata_sun_shade(
-                parsun[p, m], parsha[p, m], t_veg[p, m], ei, eah[p, m], o2, co2, rb[p, m], btran[p, m], pbot,
+                parsun[p, m], parsha[p, m], slasun[p, m], slasha[p, m], fdayl[c], t_veg[p, m], ei, eah[p, m], o2, co2, rb[p, m], btran[p, m], pbot,
                 forc_t[c, m], ivt, pft, cons)
             out_rssun[p, m] = rssun
             out_psnsun[p, m] = psnsun
@@ -258,6 +275,6 @@ def photosynthesis(patch_col, patch_pft, t_veg, parsun, parsha, laisun, laisha, 
 
 
 __all__ = [
-    "GC_PER_UMOL", "NITER_CI", "ci_iteration_lane", "O2_MOLAR", "f_high_temperature", "f_q10", "leaf_kinetics", "leaf_rates",
+    "GC_PER_UMOL", "NITER_CI", "ci_iteration_lane", "O2_MOLAR", "dayl_factor", "f_high_temperature", "f_q10", "leaf_kinetics", "leaf_rates",
     "photosynthesis", "stomata_leaf", "stomata_sun_shade", "vcmax_leaf",
 ]
