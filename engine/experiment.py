@@ -280,7 +280,8 @@ class Experiment:
     # ------------------------------------------------------------------------------ building blocks
     def _model(self, n_members, pft, ad=False):
         m = LandModel(self.surface, n_members, self.dt, cells=self.cells, pft=pft, spinup_ad=ad,
-                      supplemental_n=ad and bool(self.cfg.spinup.supplemental_n), leafc0=float(self.cfg.spinup.leafc0))
+                      supplemental_n=ad and float(self.cfg.spinup.supplemental_n_fraction) > 0.0,
+                      leafc0=float(self.cfg.spinup.leafc0))
         if not np.array_equal(m.patch_index, self.patches):
             raise RuntimeError("LandModel's patches of the block are not the surface's contiguous patch range")
         return m
@@ -366,9 +367,15 @@ class Experiment:
         truth = self._model(1, self.truth_pft, ad=sp.ad and d1 > 0)
         ens1 = self._model(1, self.ens_pft, ad=sp.ad and d1 > 0)
         if d1:
-            s = self._advance({"nature": (truth, base_t), "ens": (ens1, base_e)}, t, d1 * SECONDS_PER_DAY)
-            snap_nat = s["nature"]
-            t += d1 * SECONDS_PER_DAY
+            # AD mode: supplemental mineral N during the first supplemental_n_fraction of the stage
+            d1s = int(round(float(sp.supplemental_n_fraction) * d1)) if sp.ad else 0
+            for days, supplement in ((d1s, True), (d1 - d1s, False)):
+                if days == 0:
+                    continue
+                truth.supplemental_n = ens1.supplemental_n = supplement
+                s = self._advance({"nature": (truth, base_t), "ens": (ens1, base_e)}, t, days * SECONDS_PER_DAY)
+                snap_nat = s["nature"]
+                t += days * SECONDS_PER_DAY
             if sp.ad:
                 truth = self._leave_ad(truth, 1, self.truth_pft)
                 ens1 = self._leave_ad(ens1, 1, self.ens_pft)

@@ -190,7 +190,8 @@ class LandModel:
     supplemental_n : add the mineral N that plant demand and immobilisation lack
       (``cn_allocation.nitrogen_competition``, CLM4.0 ``supplement_to_sminn``), an N input of the budget;
       default: on during AD spin-up (so the pools of a short spin-up fill with N as well as C), off
-      otherwise. :meth:`exit_spinup` turns it off.
+      otherwise. A plain attribute, read every step (``engine.climate`` and ``engine.experiment`` turn it
+      off part-way through the AD stage); :meth:`exit_spinup` turns it off.
     check_budgets : check the four budgets every step (raise :class:`BudgetError`).
     co2_ppmv : atmospheric CO2 (umol/mol). ndep : N deposition (gN m-2 yr-1), one value or one per cell.
     leafc0, sminn0, soil4c0 : CN cold start (gC/m2 leaf C of vegetated patches, gN/m2 mineral N,
