@@ -70,7 +70,7 @@ from kernels.physics import cn_state as S
 from kernels.physics.canopy_fluxes import canopy_fluxes, ground_surface_state
 from kernels.physics.canopy_hydrology import canopy_hydrology
 from kernels.physics.canopy_radiation import canopy_two_stream, solar_fluxes, sunlit_shaded_sla
-from kernels.physics.photosynthesis import dayl_factor
+from kernels.physics.photosynthesis import dayl_factors
 from kernels.physics.constants import (
     CO2_PPMV_2002, DAYSPYR, DENH2O, DENICE, FORC_HGT, SB, SECSPDAY, TFRZ,
 )
@@ -493,9 +493,7 @@ class LandModel:
         coszen = w["coszen"]
         for c in range(self.ncol):
             coszen[c] = kf.mean_cosz(self.lat_r[c], self.lon_r[c], t_year, t_year + dt, decl)
-        dayl = _daylength(self.lat_r, decl)
-        for c in range(self.ncol):
-            w["fdayl"][c] = dayl_factor(dayl[c], self.max_dayl[c])
+        dayl_factors(_daylength(self.lat_r, decl), self.max_dayl, w["fdayl"])
         # ---- 2. ground albedo
         h2osno = st.snow_ice + st.snow_liq
         w["vol_top"][...] = st.h2osoi_liq[:, 0] / (self.dz[0] * DENH2O) + st.h2osoi_ice[:, 0] / (self.dz[0] * DENICE)

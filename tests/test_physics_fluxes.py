@@ -174,6 +174,9 @@ def test_vcmax_day_length_factor():
     winter = _daylength(lat[1:2], orbit(355 * 86400.0)[0])[0]  # 45 N at the December solstice
     assert ph.dayl_factor(winter, mx[1]) == pytest.approx((winter / mx[1]) ** 2) and 0.25 < (winter / mx[1]) ** 2 < 0.35
     assert ph.dayl_factor(0.0, mx[3]) == 0.01  # polar night: the floor
+    out = np.empty(lat.size)
+    ph.dayl_factors(dl, mx, out)
+    assert np.array_equal(out, [ph.dayl_factor(a, b) for a, b in zip(dl, mx)])
     # Vcmax scales with it, and with 1/SLA
     v1 = ph.vcmax_leaf(20.0, 0.03, 25.0, 0.1, 1.0, 1.0, CONS)
     assert ph.vcmax_leaf(20.0, 0.03, 25.0, 0.1, 1.0, 0.5, CONS) == pytest.approx(0.5 * v1, rel=1e-15)

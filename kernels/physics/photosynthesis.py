@@ -62,6 +62,13 @@ def dayl_factor(dayl, max_dayl):
 
 
 @njit
+def dayl_factors(dayl, max_dayl, out):
+    """:func:`dayl_factor` of every column: out[c] from dayl[c], max_dayl[c] (s)."""
+    for c in range(dayl.shape[0]):
+        out[c] = dayl_factor(dayl[c], max_dayl[c])
+
+
+@njit
 def vcmax_leaf(tc, sla, leafcn, flnr, btran, fdayl, cons):
     """Maximum carboxylation rate (umol CO2 m-2 s-1) at leaf temperature ``tc`` (degC) of CLM4.0 CN:
     lnc flnr fnr act25 q10act^((tc-25)/10) / f2(tc) * btran * fdayl, lnc = 1/(sla leafcn) (gN m-2
@@ -275,6 +282,6 @@ def photosynthesis(patch_col, patch_pft, t_veg, parsun, parsha, laisun, laisha, 
 
 
 __all__ = [
-    "GC_PER_UMOL", "NITER_CI", "ci_iteration_lane", "O2_MOLAR", "dayl_factor", "f_high_temperature", "f_q10", "leaf_kinetics", "leaf_rates",
+    "GC_PER_UMOL", "NITER_CI", "ci_iteration_lane", "O2_MOLAR", "dayl_factor", "dayl_factors", "f_high_temperature", "f_q10", "leaf_kinetics", "leaf_rates",
     "photosynthesis", "stomata_leaf", "stomata_sun_shade", "vcmax_leaf",
 ]
