@@ -54,6 +54,7 @@ No MPI: a rank runs its own block.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -160,6 +161,7 @@ def _daylength(lat_rad: np.ndarray, decl: float) -> np.ndarray:
     return 2.0 * np.arccos(x) / (2.0 * math.pi) * SECSPDAY
 
 
+@functools.lru_cache(maxsize=1)
 def _solstice_declinations() -> tuple[float, float]:
     """Largest and smallest solar declination (rad) of :func:`kernels.forcing.orbit` over the year
     (hourly), the declinations of the northern and southern summer solstice."""
@@ -326,8 +328,8 @@ class LandModel:
             w[name] = np.zeros((nc, 2, nm))
         for name in ("albd", "albi", "fabd", "fabi", "ftdd", "ftid", "ftii", "omega"):
             w[name] = np.zeros((npch, 2, nm))
-        for name in ("fsun", "sabv", "sabg", "fsa", "fsr", "laisun", "laisha", "parsun", "parsha", "slasun", "slasha", "h2ocan_i",
-                     "intr", "thr_rain", "thr_snow", "drip", "pg_rain", "pg_snow", "fwet", "fdry", "btran", "emv",
+        for name in ("fsun", "sabv", "sabg", "fsa", "fsr", "laisun", "laisha", "parsun", "parsha", "slasun", "slasha",
+                     "h2ocan_i", "intr", "thr_rain", "thr_snow", "drip", "pg_rain", "pg_snow", "fwet", "fdry", "btran", "emv",
                      "t_veg", "h2ocan", "fsh", "fsh_v", "fsh_g", "lh", "fctr", "fcev", "fgev", "qtran", "qevap_can",
                      "qevap_soi", "fgr", "fira", "lwnet_veg", "lwnet_grnd", "tsa", "q2m", "rh2m", "rssun", "rssha",
                      "psnsun", "psnsha", "fpsn", "gpp", "cgrnd", "ustar", "err_veg", "niter", "cgrndl", "evap_corr"):

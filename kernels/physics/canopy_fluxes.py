@@ -184,8 +184,9 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     sabv, sabg shortwave absorbed by vegetation and ground (W/m2), emv canopy emissivity (1), laisun,
     laisha sunlit/shaded LAI (m2/m2), parsun, parsha PAR absorbed per unit sunlit/shaded leaf area
     (W/m2), slasun, slasha mean specific leaf area of the sunlit/shaded leaves (m2 gC-1,
-    ``canopy_radiation.sunlit_shaded_sla``), btran (1), h2ocan canopy water after interception (mm), fwet, fdry (1), t_veg vegetation
-    temperature at the start of the step (K; first guess of the iteration).
+    ``canopy_radiation.sunlit_shaded_sla``), btran (1), h2ocan canopy water after interception (mm),
+    fwet, fdry (1), t_veg vegetation temperature at the start of the step (K; first guess of the
+    iteration).
     fdayl[c]: the column's day-length factor of Vcmax (``photosynthesis.dayl_factor``).
     Scalars: forc_hgt forcing height above the roughness sublayer (m; CLM adds z0m + d), co2_ppmv CO2
     (umol/mol), dt time step (s), pft = ``pft_record()``, cons = ``constants_record()``.
