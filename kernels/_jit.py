@@ -8,6 +8,11 @@
 - ``error_model="numpy"``: division by zero gives inf/nan as in NumPy instead of raising, so
   kernels carry no hidden Python exception paths (kernels check their own special cases).
 
+``njit_inline`` is the same with ``inline="always"``: numba inlines the function into every caller
+before LLVM sees it. Used for the small elementary functions (``kernels.vmath``) and the per-lane
+physics functions called inside loops that must vectorise: LLVM's own inliner gives up on them once
+they have grown past its size threshold, and a call inside a loop keeps the loop scalar.
+
 Reads and writes no model state.
 """
 
@@ -18,5 +23,6 @@ import functools
 import numba
 
 njit = functools.partial(numba.njit, cache=True, fastmath=False, error_model="numpy")
+njit_inline = functools.partial(numba.njit, cache=True, fastmath=False, error_model="numpy", inline="always")
 
-__all__ = ["njit"]
+__all__ = ["njit", "njit_inline"]
