@@ -337,7 +337,7 @@ class LandModel:
         w["rootr"] = np.zeros((npch, NLEVSOI, nm))
         w["rootr_col"] = np.zeros((nc, NLEVSOI, nm))
         w["h2osoi_vol"] = np.zeros((nc, NLEVSOI, nm))
-        w["soilpsi"] = np.zeros((nc, NLEVSOI, nm))
+        w["soilpsi"] = np.zeros((nc, DE.NLEV_DECOMP, nm))  # the layers decomposition and phenology read
         self._totc_buf = np.zeros((nc, nm))  # C and N totals at the end of the last step
         self._totn_buf = np.zeros((nc, nm))
         self.pf = S.allocate(S.PATCH_FLUXES, npch, nm)

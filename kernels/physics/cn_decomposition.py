@@ -43,6 +43,7 @@ import math
 import numpy as np
 
 from kernels._jit import njit
+from kernels.vmath import vexp, vlog, vpow
 from kernels.physics.cn_state import (
     ANNSUM_NPP, CWDC, G_ACTUAL_IMMOB, G_CLAMP_C, G_CLAMP_N, G_CWDC_LOSS, G_DENIT,
     G_DENIT_EXCESS, G_FPI, G_GROSS_NMIN, G_HR, G_LEACHED, G_NDEP, G_NET_NMIN, G_NFIX, G_PC0, G_PMNF0,
@@ -66,6 +67,7 @@ DNP = 0.01
 #: Q10 of decomposition and its reference temperature (CLM4.0).
 DECOMP_Q10 = 1.5
 DECOMP_TREF = 298.15
+_LN_Q10 = math.log(DECOMP_Q10)
 #: Dry limit of the water scalar (MPa).
 MINPSI = -10.0
 #: Layers over which the scalars are averaged (CLM4.0: 5).
@@ -92,14 +94,18 @@ def soil_water_potential(h2osoi_liq, dz, watsat, sucsat, bsw, out_soilpsi):
 
     ``h2osoi_liq[c, lev, m]`` (kg m-2), ``dz[lev]`` (m), ``watsat``, ``sucsat`` (mm, < 0), ``bsw`` (1)
     ``[c, lev]``; fills ``out_soilpsi[c, lev, m]`` for the first ``out_soilpsi.shape[1]`` levels.
+    s^-B is ``vmath.vpow`` (a few ulp from the C library's pow; the member loop vectorises).
     """
     ncol, nlev, nm = out_soilpsi.shape
     for c in range(ncol):
         for j in range(nlev):
             dzw = dz[j] * DENH2O
+            ws = watsat[c, j]
+            psat = sucsat[c, j]
+            nb = -bsw[c, j]
             for m in range(nm):
-                s = min(max(h2osoi_liq[c, j, m] / dzw / watsat[c, j], 0.01), 1.0)
-                out_soilpsi[c, j, m] = max(sucsat[c, j] * s ** (-bsw[c, j]) * 9.8e-6, -15.0)
+                s = min(max(h2osoi_liq[c, j, m] / dzw / ws, 0.01), 1.0)
+                out_soilpsi[c, j, m] = max(psat * vpow(s, nb) * 9.8e-6, -15.0)
 
 
 @njit
@@ -107,24 +113,28 @@ def decomp_scalars(t_soi, soilpsi, sucsat, dz, cf):
     """Temperature and water scalars of decomposition per column and member (CLM4.0 CNDecomp),
     averaged over the top ``NLEV_DECOMP`` layers weighted by thickness ``dz[c, lev]`` (m).
     ``t_soi[c, lev, m]`` (K), ``soilpsi[c, lev, m]`` (MPa), ``sucsat[c, lev]`` saturated suction (mm).
-    Fills ``cf[G_T_SCALAR]`` and ``cf[G_W_SCALAR]``."""
+    Fills ``cf[G_T_SCALAR]`` and ``cf[G_W_SCALAR]``. Q10^x is exp(x ln Q10) and the logarithm of the
+    water scalar is ``vmath.vlog`` (a few ulp from the C library; the member loop vectorises); each
+    member's sum runs over the layers in order, as before."""
     nlev = min(NLEV_DECOMP, dz.shape[1])
+    nm = cf.shape[2]
     for c in range(cf.shape[1]):
         wsum = 0.0
         for j in range(nlev):
             wsum += dz[c, j]
-        for m in range(cf.shape[2]):
-            ts = 0.0
-            ws = 0.0
-            for j in range(nlev):
-                fr = dz[c, j] / wsum if wsum > 0.0 else 0.0
-                ts += DECOMP_Q10 ** ((t_soi[c, j, m] - DECOMP_TREF) / 10.0) * fr
-                maxpsi = sucsat[c, j] * (-9.8e-6)
+        for m in range(nm):
+            cf[G_T_SCALAR, c, m] = 0.0
+            cf[G_W_SCALAR, c, m] = 0.0
+        for j in range(nlev):
+            fr = dz[c, j] / wsum if wsum > 0.0 else 0.0
+            maxpsi = sucsat[c, j] * (-9.8e-6)
+            logmax = math.log(MINPSI / maxpsi)
+            for m in range(nm):
+                ts = vexp((t_soi[c, j, m] - DECOMP_TREF) / 10.0 * _LN_Q10) * fr
                 psi = min(soilpsi[c, j, m], maxpsi)
-                if psi > MINPSI:
-                    ws += (math.log(MINPSI / psi) / math.log(MINPSI / maxpsi)) * fr
-            cf[G_T_SCALAR, c, m] = ts
-            cf[G_W_SCALAR, c, m] = ws
+                ws = (vlog(MINPSI / psi) / logmax) * fr
+                cf[G_T_SCALAR, c, m] += ts
+                cf[G_W_SCALAR, c, m] += ws if psi > MINPSI else 0.0
 
 
 @njit

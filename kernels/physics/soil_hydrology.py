@@ -63,6 +63,7 @@ import math
 import numpy as np
 
 from kernels._jit import njit
+from kernels.vmath import vexp, vlog
 from kernels.physics.constants import CPLIQ, DENICE, HFUS, SMPMIN, TFRZ
 from kernels.physics.soil_layers import NLEVSOI, tridiagonal_members
 
@@ -71,6 +72,7 @@ FOVER = 0.5
 #: ice impedance exponent of the infiltration capacity (CLM4.5)
 E_ICE = 6.0
 _EXPM3 = math.exp(-3.0)
+_LN10 = math.log(10.0)
 
 
 @njit
@@ -103,12 +105,14 @@ def soil_water(dt, z, dz, watsat, sucsat, bsw, hksat, wtfact, free_drainage,
       out_fsat [c, m]             saturated (and frozen) fraction f_sat (1)
       out_eflx_adv [c, m]         heat content change carried by the moved water (W/m2)
       out_resid [c, m]            water budget residual (mm), see module docstring
+
+    The powers and exponentials use ``vmath.vexp``/``vlog`` (a few ulp from the C library's) so that
+    the member loops vectorise; F_ice is evaluated only for layers where some member holds ice.
     """
     ncol, nlev, nm = h2osoi_liq.shape
     nl = NLEVSOI
     liq = np.empty((nl, nm))
     liq0 = np.empty((nl, nm))
-    vice = np.empty((nl, nm))
     vtot = np.empty((nl, nm))
     eff = np.empty((nl, nm))
     fice = np.empty((nl, nm))
@@ -127,68 +131,102 @@ def soil_water(dt, z, dz, watsat, sucsat, bsw, hksat, wtfact, free_drainage,
     rs = np.empty((nl, nm))
     qinfl = np.empty(nm)
     qdrain = np.empty(nm)
+    zwt = np.empty(nm)
+    qinmax = np.empty(nm)
+    tot = np.empty(nm)
+    lsum = np.empty(nm)
+    dw = np.empty(nm)
+    dh = np.empty(nm)
     zmm = np.empty(nl)
     dzmm = np.empty(nl)
     for k in range(nl):
         zmm[k] = 1000.0 * z[k]
         dzmm[k] = 1000.0 * dz[k]
+    # Every member loop below is branch-free (selects) and calls only vmath's exp/log, so it
+    # vectorises; loops over layers run outside the member loops, in the same order per member.
     for c in range(ncol):
         # ---- state and diagnostics (step 1)
+        any_ice3 = False
+        for m in range(nm):
+            zwt[m] = 0.0
+            qinmax[m] = 1.0e30
         for k in range(nl):
             ws = watsat[c, k]
+            dzi = dz[k] * DENICE
+            dzk = dz[k]
             for m in range(nm):
                 lq = h2osoi_liq[c, k, m]
                 liq[k, m] = lq
                 liq0[k, m] = lq
-                vi = min(ws, h2osoi_ice[c, k, m] / (dz[k] * DENICE))
-                vice[k, m] = vi
+                vi = min(ws, h2osoi_ice[c, k, m] / dzi)
                 eff[k, m] = max(0.01, ws - vi)
-                vtot[k, m] = lq / dzmm[k] + h2osoi_ice[c, k, m] / (dz[k] * DENICE)
-                fice[k, m] = max(0.0, math.exp(-3.0 * (1.0 - vi / ws)) - _EXPM3) / (1.0 - _EXPM3) if vi > 0.0 else 0.0
+                vt = lq / dzmm[k] + h2osoi_ice[c, k, m] / dzi
+                vtot[k, m] = vt
+                fice[k, m] = vi  # F_ice below where the column has ice
+                zwt[m] += dzk * (1.0 - min(1.0, vt / ws))
+            frozen = False
+            for m in range(nm):
+                frozen |= fice[k, m] > 0.0
+            if frozen:
+                for m in range(nm):
+                    vi = fice[k, m]
+                    fi = max(0.0, vexp(-3.0 * (1.0 - vi / ws)) - _EXPM3) / (1.0 - _EXPM3)
+                    fice[k, m] = fi if vi > 0.0 else 0.0
+                if k < 3:
+                    any_ice3 = True
+        for k in range(3):
+            hks = hksat[c, k]
+            for m in range(nm):
+                fk = fice[k, m]
+                imp = vexp(-E_ICE * _LN10 * fk) if any_ice3 else 1.0  # 10^(-E_ICE F_ice)
+                qinmax[m] = min(qinmax[m], hks * (imp if fk > 0.0 else 1.0))
+        f_max = wtfact[c]
         for m in range(nm):
-            zwt = 0.0
-            for k in range(nl):
-                zwt += dz[k] * (1.0 - min(1.0, vtot[k, m] / watsat[c, k]))
-            out_zwt[c, m] = zwt
-            fsat = (1.0 - fice[0, m]) * wtfact[c] * math.exp(-0.5 * FOVER * zwt) + fice[0, m]
+            out_zwt[c, m] = zwt[m]
+            fsat = (1.0 - fice[0, m]) * f_max * vexp(-0.5 * FOVER * zwt[m]) + fice[0, m]
             out_fsat[c, m] = fsat
             # ---- surface runoff and infiltration (step 2)
             qtop = qflx_top_soil[c, m]
-            qinmax = 1.0e30
-            for k in range(3):
-                fk = fice[k, m]
-                qinmax = min(qinmax, hksat[c, k] * (10.0 ** (-E_ICE * fk) if fk > 0.0 else 1.0))
-            qsurf = fsat * qtop + (1.0 - fsat) * max(0.0, qtop - qinmax) if qtop > 0.0 else 0.0
+            qsurf = fsat * qtop + (1.0 - fsat) * max(0.0, qtop - qinmax[m])
+            qsurf = qsurf if qtop > 0.0 else 0.0
             out_qflx_surf[c, m] = qsurf
-            qinfl[m] = qtop - qsurf - qflx_evap_soi[c, m]
-            out_qflx_infl[c, m] = qinfl[m]
+            qi = qtop - qsurf - qflx_evap_soi[c, m]
+            qinfl[m] = qi
+            out_qflx_infl[c, m] = qi
         # ---- matric potential and conductivity (step 3)
         for k in range(nl):
             ws = watsat[c, k]
             rws = 1.0 / ws
+            psat = sucsat[c, k]
+            bk = bsw[c, k]
             for m in range(nm):
                 s = min(1.0, max(0.01, vtot[k, m] * rws))
-                sm = max(SMPMIN, sucsat[c, k] * math.exp(-bsw[c, k] * math.log(s)))  # psi_sat s^-B
+                sm = max(SMPMIN, psat * vexp(-bk * vlog(s)))  # psi_sat s^-B
                 smp[k, m] = sm
-                dsmp[k, m] = -bsw[c, k] * sm / (s * ws)
+                dsmp[k, m] = -bk * sm / (s * ws)
         for k in range(nl - 1):
             wsum = watsat[c, k] + watsat[c, k + 1]
             rwsum = 1.0 / wsum
             ex = 2.0 * bsw[c, k] + 2.0
+            hks = hksat[c, k]
             for m in range(nm):
                 s1 = min(1.0, (vtot[k, m] + vtot[k + 1, m]) * rwsum)
                 imped = 1.0 - 0.5 * (fice[k, m] + fice[k + 1, m])
-                s2 = hksat[c, k] * math.exp(ex * math.log(s1)) if s1 > 0.0 else 0.0  # k_sat s1^(2B+2)
+                s2 = hks * vexp(ex * vlog(s1))  # k_sat s1^(2B+2)
+                s2 = s2 if s1 > 0.0 else 0.0
                 hk[k, m] = imped * s1 * s2
                 dhk[k, m] = imped * (ex + 1.0) * s2 / wsum
         k = nl - 1
+        ws = watsat[c, k]
         ex = 2.0 * bsw[c, k] + 2.0
+        hks = hksat[c, k]
         for m in range(nm):
-            s1 = min(1.0, vtot[k, m] / watsat[c, k])
+            s1 = min(1.0, vtot[k, m] / ws)
             imped = 1.0 - fice[k, m]
-            s2 = hksat[c, k] * math.exp(ex * math.log(s1)) if s1 > 0.0 else 0.0
+            s2 = hks * vexp(ex * vlog(s1))
+            s2 = s2 if s1 > 0.0 else 0.0
             hk[k, m] = imped * s1 * s2
-            dhk[k, m] = imped * (ex + 1.0) * s2 / watsat[c, k]
+            dhk[k, m] = imped * (ex + 1.0) * s2 / ws
         for k in range(nl - 1):
             den = zmm[k + 1] - zmm[k]
             rden = 1.0 / den
@@ -198,44 +236,34 @@ def soil_water(dt, z, dz, watsat, sucsat, bsw, hksat, wtfact, free_drainage,
                 dqo1[k, m] = -(-hk[k, m] * dsmp[k, m] + num * dhk[k, m]) * rden
                 dqo2[k, m] = -(hk[k, m] * dsmp[k + 1, m] + num * dhk[k, m]) * rden
         for m in range(nm):
-            if free_drainage:
-                qout[nl - 1, m] = hk[nl - 1, m]
-                dqo1[nl - 1, m] = dhk[nl - 1, m]
-            else:
-                qout[nl - 1, m] = 0.0
-                dqo1[nl - 1, m] = 0.0
+            qout[nl - 1, m] = hk[nl - 1, m] if free_drainage else 0.0
+            dqo1[nl - 1, m] = dhk[nl - 1, m] if free_drainage else 0.0
             dqo2[nl - 1, m] = 0.0
         # ---- root water uptake shares (step 4)
         for m in range(nm):
-            tot = 0.0
-            for k in range(nl):
-                tot += rootr_col[c, k, m]
-            if tot > 0.0:
-                for k in range(nl):
-                    rs[k, m] = qflx_tran[c, m] * rootr_col[c, k, m] / tot
-            else:
-                lsum = 0.0
-                for k in range(nl):
-                    lsum += max(liq[k, m], 0.0)
-                for k in range(nl):
-                    if lsum > 0.0:
-                        rs[k, m] = qflx_tran[c, m] * max(liq[k, m], 0.0) / lsum
-                    else:
-                        rs[k, m] = qflx_tran[c, m] if k == 0 else 0.0
-        # ---- tridiagonal system in d(theta) (CLM4.0 SoilWater)
+            tot[m] = 0.0
+            lsum[m] = 0.0
         for k in range(nl):
             for m in range(nm):
-                if k == 0:
-                    qin = qinfl[m]
-                    dqi0 = 0.0
-                    dqi1 = 0.0
-                else:
-                    qin = qout[k - 1, m]
-                    dqi0 = dqo1[k - 1, m]
-                    dqi1 = dqo2[k - 1, m]
-                r[k, m] = qin - qout[k, m] - rs[k, m]
-                a[k, m] = -dqi0
-                b[k, m] = dzmm[k] / dt - dqi1 + dqo1[k, m]
+                tot[m] += rootr_col[c, k, m]
+                lsum[m] += max(liq[k, m], 0.0)
+        for k in range(nl):
+            for m in range(nm):
+                qt = qflx_tran[c, m]
+                by_liq = qt * max(liq[k, m], 0.0) / lsum[m] if lsum[m] > 0.0 else (qt if k == 0 else 0.0)
+                rs[k, m] = qt * rootr_col[c, k, m] / tot[m] if tot[m] > 0.0 else by_liq
+        # ---- tridiagonal system in d(theta) (CLM4.0 SoilWater)
+        for m in range(nm):
+            r[0, m] = qinfl[m] - qout[0, m] - rs[0, m]
+            a[0, m] = -0.0
+            b[0, m] = dzmm[0] / dt - 0.0 + dqo1[0, m]
+            cc[0, m] = dqo2[0, m]
+        for k in range(1, nl):
+            bdiag = dzmm[k] / dt
+            for m in range(nm):
+                r[k, m] = qout[k - 1, m] - qout[k, m] - rs[k, m]
+                a[k, m] = -dqo1[k - 1, m]
+                b[k, m] = bdiag - dqo2[k - 1, m] + dqo1[k, m]
                 cc[k, m] = dqo2[k, m]
         tridiagonal_members(a, b, cc, r, u, 0, nl)
         # realised (linearised) interface fluxes; the layers change by their flux divergence, so
@@ -250,37 +278,45 @@ def soil_water(dt, z, dz, watsat, sucsat, bsw, hksat, wtfact, free_drainage,
                 liq[k, m] += (qdrain[m] - qk - rs[k, m]) * dt
                 qdrain[m] = qk
         # ---- saturation excess and negative water (step 6)
-        for m in range(nm):
-            for k in range(nl - 1, 0, -1):
+        for k in range(nl - 1, 0, -1):
+            for m in range(nm):
                 xs = max(liq[k, m] - eff[k, m] * dzmm[k], 0.0)
                 liq[k, m] -= xs
                 liq[k - 1, m] += xs
+        for m in range(nm):
             xs = max(liq[0, m] - eff[0, m] * dzmm[0], 0.0)
             liq[0, m] -= xs
             qdrain[m] += xs / dt
-            for k in range(nl - 1):
-                if liq[k, m] < 0.0:
-                    liq[k + 1, m] += liq[k, m]
-                    liq[k, m] = 0.0
-            if liq[nl - 1, m] < 0.0:
-                qdrain[m] += liq[nl - 1, m] / dt
-                liq[nl - 1, m] = 0.0
+        for k in range(nl - 1):
+            for m in range(nm):
+                lk = liq[k, m]
+                neg = lk < 0.0
+                liq[k + 1, m] = liq[k + 1, m] + lk if neg else liq[k + 1, m]
+                liq[k, m] = 0.0 if neg else lk
+        for m in range(nm):
+            lk = liq[nl - 1, m]
+            neg = lk < 0.0
+            qdrain[m] = qdrain[m] + lk / dt if neg else qdrain[m]
+            liq[nl - 1, m] = 0.0 if neg else lk
         # ---- outputs and budgets
         for m in range(nm):
-            dw = 0.0
-            dh = 0.0
-            for k in range(nl):
-                d = liq[k, m] - liq0[k, m]
-                dw += d
-                dh += (CPLIQ * (t_soisno[c, k, m] - TFRZ) + HFUS) * d
-            out_qflx_drain[c, m] = qdrain[m]
-            out_eflx_adv[c, m] = dh / dt
-            qin_net = qflx_top_soil[c, m] - out_qflx_surf[c, m] - qflx_evap_soi[c, m] - qflx_tran[c, m] - qdrain[m]
-            out_resid[c, m] = qin_net * dt - dw
+            dw[m] = 0.0
+            dh[m] = 0.0
         for k in range(nl):
             for m in range(nm):
+                d = liq[k, m] - liq0[k, m]
+                dw[m] += d
+                dh[m] += (CPLIQ * (t_soisno[c, k, m] - TFRZ) + HFUS) * d
+        for m in range(nm):
+            out_qflx_drain[c, m] = qdrain[m]
+            out_eflx_adv[c, m] = dh[m] / dt
+            qin_net = qflx_top_soil[c, m] - out_qflx_surf[c, m] - qflx_evap_soi[c, m] - qflx_tran[c, m] - qdrain[m]
+            out_resid[c, m] = qin_net * dt - dw[m]
+        for k in range(nl):
+            dzi = dz[k] * DENICE
+            for m in range(nm):
                 out_h2osoi_liq[c, k, m] = liq[k, m]
-                out_h2osoi_vol[c, k, m] = liq[k, m] / dzmm[k] + h2osoi_ice[c, k, m] / (dz[k] * DENICE)
+                out_h2osoi_vol[c, k, m] = liq[k, m] / dzmm[k] + h2osoi_ice[c, k, m] / dzi
         for k in range(nl, nlev):
             for m in range(nm):
                 out_h2osoi_liq[c, k, m] = h2osoi_liq[c, k, m]

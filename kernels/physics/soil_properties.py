@@ -47,6 +47,7 @@ from collections import namedtuple
 import numpy as np
 
 from kernels._jit import njit
+from kernels.vmath import vexp, vlog, vpow
 from kernels.physics.constants import (
     CPICE, CPLIQ, CSOL_BEDROCK, DENH2O, DENICE, TFRZ, TKAIR, TKBEDROCK, TKICE, TKWAT,
 )
@@ -126,23 +127,21 @@ def soil_thermal_conductivity(liq, ice, dz, t, watsat, tkmg, tkdry):
 
     ``liq``, ``ice`` layer water (mm = kg/m2); ``dz`` thickness (m); ``t`` temperature (K);
     ``watsat`` porosity (0 marks bedrock: returns ``tkdry``); ``tkmg`` lambda_s^(1-theta_sat) and
-    ``tkdry`` dry conductivity (W/m/K).
+    ``tkdry`` dry conductivity (W/m/K). Written with selects instead of branches and with
+    ``vmath``'s log and exp (a few ulp from the C library's), so that member loops calling it
+    vectorise; the branches not taken may produce inf or nan, which the selects discard.
     """
-    if watsat <= 0.0:
-        return tkdry
     vliq = liq / (DENH2O * dz)
     vice = ice / (DENICE * dz)
     satw = min(1.0, (vliq + vice) / watsat)
-    if satw > 1.0e-7:
-        if t >= TFRZ:
-            dke = max(0.0, math.log(satw) * _INV_LN10 + 1.0)  # log10(S_r) + 1
-        else:
-            dke = satw
-        fl = vliq / (vliq + vice)
-        # tkmg * TKWAT**(fl watsat) * TKICE**((1 - fl) watsat), with one exp
-        dksat = tkmg * math.exp(watsat * (fl * _LOG_TKWAT + (1.0 - fl) * _LOG_TKICE))
-        return dke * dksat + (1.0 - dke) * tkdry
-    return tkdry
+    dke_thawed = max(0.0, vlog(satw) * _INV_LN10 + 1.0)  # log10(S_r) + 1
+    dke = dke_thawed if t >= TFRZ else satw
+    fl = vliq / (vliq + vice)
+    # tkmg * TKWAT**(fl watsat) * TKICE**((1 - fl) watsat), with one exp
+    dksat = tkmg * vexp(watsat * (fl * _LOG_TKWAT + (1.0 - fl) * _LOG_TKICE))
+    lam = dke * dksat + (1.0 - dke) * tkdry
+    lam = lam if satw > 1.0e-7 else tkdry
+    return lam if watsat > 0.0 else tkdry
 
 
 @njit
@@ -209,38 +208,52 @@ def soil_water_stress(patch_col, patch_pft, rootfr, smpso, smpsc, dz, watsat, su
     for p in range(npatch):
         c = patch_col[p]
         ivt = patch_pft[p]
-        if ivt > 0 and c != c_done:
+        if ivt == 0:
             for k in range(NLEVSOI):
                 for m in range(nm):
-                    eff_col[k, m] = -1.0
+                    out_rootr[p, k, m] = 0.0
+            for m in range(nm):
+                out_btran[p, m] = 0.0
+            continue
+        if c != c_done:
+            # branch-free member loops (selects), s^-B by vmath.vpow: they vectorise
+            for k in range(NLEVSOI):
+                ws = watsat[c, k]
+                psat = sucsat[c, k]
+                nb = -bsw[c, k]
+                dzi = dz[k] * DENICE
+                dzl = dz[k] * DENH2O
+                for m in range(nm):
                     liq = h2osoi_liq[c, k, m]
-                    if liq > 0.0 and t_soisno[c, k, m] > TFRZ - 2.0:
-                        vol_ice = min(watsat[c, k], h2osoi_ice[c, k, m] / (dz[k] * DENICE))
-                        eff = watsat[c, k] - vol_ice
-                        vol_liq = min(eff, liq / (dz[k] * DENH2O))
-                        if vol_liq > 0.0:
-                            s = max(vol_liq / eff, 0.01)
-                            eff_col[k, m] = eff
-                            psi_col[k, m] = sucsat[c, k] * s ** (-bsw[c, k])
+                    vol_ice = min(ws, h2osoi_ice[c, k, m] / dzi)
+                    eff = ws - vol_ice
+                    vol_liq = min(eff, liq / dzl)
+                    s = max(vol_liq / eff, 0.01)
+                    ok = liq > 0.0 and t_soisno[c, k, m] > TFRZ - 2.0 and vol_liq > 0.0
+                    eff_col[k, m] = eff if ok else -1.0
+                    psi_col[k, m] = psat * vpow(s, nb)
             c_done = c
         # layers outer, members inner (contiguous); each member's BTRAN sum runs over the layers in order
+        psc = smpsc[ivt]
+        dpsi = smpso[ivt] - psc
         for m in range(nm):
             bt_acc[m] = 0.0
         for k in range(NLEVSOI):
+            ws = watsat[c, k]
+            rf = rootfr[p, k]
             for m in range(nm):
-                out_rootr[p, k, m] = 0.0
-                if ivt > 0 and eff_col[k, m] >= 0.0:
-                    eff = eff_col[k, m]
-                    smp = max(smpsc[ivt], psi_col[k, m])
-                    w = min(1.0, (eff / watsat[c, k]) * (smp - smpsc[ivt]) / (smpso[ivt] - smpsc[ivt]))
-                    out_rootr[p, k, m] = rootfr[p, k] * w
-                    bt_acc[m] += rootfr[p, k] * w
+                eff = eff_col[k, m]
+                smp = max(psc, psi_col[k, m])
+                w = min(1.0, (eff / ws) * (smp - psc) / dpsi)
+                rw = rf * w if eff >= 0.0 else 0.0
+                out_rootr[p, k, m] = rw
+                bt_acc[m] += rw
         for m in range(nm):
             out_btran[p, m] = bt_acc[m]
         for k in range(NLEVSOI):
             for m in range(nm):
-                if bt_acc[m] > 0.0:
-                    out_rootr[p, k, m] = out_rootr[p, k, m] / bt_acc[m]
+                bt = bt_acc[m]
+                out_rootr[p, k, m] = out_rootr[p, k, m] / bt if bt > 0.0 else out_rootr[p, k, m]
 
 
 @njit

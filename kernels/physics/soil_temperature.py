@@ -48,9 +48,12 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.vmath import vexp, vlog, vpow
 from kernels.physics.soil_layers import tridiagonal_members
-from kernels.physics.constants import CPICE, CPLIQ, GRAV, HFUS, TFRZ
-from kernels.physics.soil_properties import snow_thermal_conductivity, soil_heat_capacity, soil_thermal_conductivity
+from kernels.physics.constants import CPICE, CPLIQ, DENH2O, DENICE, GRAV, HFUS, TFRZ
+from kernels.physics.soil_properties import (
+    _INV_LN10, _LOG_TKICE, _LOG_TKWAT, snow_thermal_conductivity, soil_heat_capacity,
+)
 
 #: Crank-Nicolson weight (CLM4 ``cnfac``)
 CNFAC = 0.5
@@ -63,14 +66,23 @@ def supercooled_liquid(t, dz, watsat, sucsat, bsw):
     """Maximum liquid water (mm) a soil layer keeps below freezing (CLM4.0 PhaseChange; Koren 1999).
 
     ``t`` (K), ``dz`` (m), ``watsat`` (m3/m3), ``sucsat`` psi_sat (mm, < 0), ``bsw`` B (1). Returns
-    0 for bedrock (watsat = 0) and a value above the pore volume for t >= TFRZ.
+    0 for bedrock (watsat = 0) and a value above the pore volume for t >= TFRZ. The power is
+    ``vmath.vpow`` and the cases are selects, so member loops calling this vectorise.
     """
-    if watsat <= 0.0:
-        return 0.0
-    if t >= TFRZ:
-        return 2.0 * watsat * dz * 1000.0
     smp = 1000.0 * HFUS * (t - TFRZ) / (GRAV * t)
-    return watsat * dz * 1000.0 * (smp / sucsat) ** (-1.0 / bsw)
+    sc = watsat * dz * 1000.0 * vpow(smp / sucsat, -1.0 / bsw)
+    sc = 2.0 * watsat * dz * 1000.0 if t >= TFRZ else sc
+    return sc if watsat > 0.0 else 0.0
+
+
+@njit
+def _phase_change_dm(e, liq, ice, sc):
+    """Water (mm) a soil node with energy ``e`` = C (T - T_f) (J/m2) above freezing melts (> 0) or
+    freezes (< 0), given its liquid and ice (mm) and supercooled limit ``sc`` (mm) (CLM4 section 6.2)."""
+    melt = min(ice, e / HFUS)
+    freeze = -min(max(liq - sc, 0.0), -e / HFUS)
+    dm = freeze if e < 0.0 else 0.0
+    return melt if (e > 0.0 and ice > 0.0) else dm
 
 
 @njit
@@ -83,16 +95,21 @@ def column_heat_content(dz, watsat, csol, t_soisno, h2osoi_liq, h2osoi_ice, t_sn
     """
     ncol, nlev, nm = t_soisno.shape
     for c in range(ncol):
+        # levels outer, members inner (contiguous, vectorised); each member's sum runs over the levels in order
         for m in range(nm):
-            h = 0.0
-            for k in range(nlev):
+            out_h[c, m] = 0.0
+        for k in range(nlev):
+            dzk = dz[k]
+            ws = watsat[c, k]
+            cs = csol[c, k]
+            for m in range(nm):
                 liq = h2osoi_liq[c, k, m]
-                ice = h2osoi_ice[c, k, m]
-                cv = soil_heat_capacity(liq, ice, dz[k], watsat[c, k], csol[c, k])
-                h += cv * (t_soisno[c, k, m] - TFRZ) + HFUS * liq
+                cv = soil_heat_capacity(liq, h2osoi_ice[c, k, m], dzk, ws, cs)
+                out_h[c, m] += cv * (t_soisno[c, k, m] - TFRZ) + HFUS * liq
+        for m in range(nm):
             ts = t_snow[c, m] if snow_depth[c, m] >= SNOW_DZMIN else t_soisno[c, 0, m]
-            h += (CPICE * snow_ice[c, m] + CPLIQ * snow_liq[c, m]) * (ts - TFRZ) + HFUS * snow_liq[c, m]
-            out_h[c, m] = h
+            h = (CPICE * snow_ice[c, m] + CPLIQ * snow_liq[c, m]) * (ts - TFRZ) + HFUS * snow_liq[c, m]
+            out_h[c, m] += h
 
 
 @njit
@@ -128,6 +145,9 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
       out_fgr [c, m]          realised ground heat flux h + dh/dT dT_top (W/m2)
       out_qflx_snomelt [c, m] snow ice melted (> 0) or liquid frozen (< 0) in the snow (mm/s)
       out_resid [c, m]        energy residual dH/dt - out_fgr - eflx_bot (W/m2)
+
+    The conductivities and the supercooled limit below soil level 1 are written out in member loops
+    with ``vmath`` functions (a few ulp from the C library's) so that those loops vectorise.
     """
     ncol, nlev, nm = t_soisno.shape
     n = nlev + 1  # row 0 = snow, row k + 1 = soil level k
@@ -146,6 +166,7 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
     act = np.empty(nm, dtype=np.bool_)
     depth = np.empty(nm)
     hbefore = np.empty(nm)
+    hafter = np.empty(nm)
     fac = 1.0 / dt
     for c in range(ncol):
         # ---- gather the column and its thermal properties
@@ -156,6 +177,11 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
             ice[0, m] = snow_ice[c, m]
             Cs[0, m] = CPICE * ice[0, m] + CPLIQ * liq[0, m]
         for k in range(nlev):
+            dzk = dz[k]
+            ws = watsat[c, k]
+            cs = csol[c, k]
+            tm = tkmg[c, k]
+            td = tkdry[c, k]
             for m in range(nm):
                 lq = h2osoi_liq[c, k, m]
                 ic = h2osoi_ice[c, k, m]
@@ -163,19 +189,33 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
                 liq[k + 1, m] = lq
                 ice[k + 1, m] = ic
                 T[k + 1, m] = tk
-                Cs[k + 1, m] = soil_heat_capacity(lq, ic, dz[k], watsat[c, k], csol[c, k])
-                Csys[k + 1, m] = Cs[k + 1, m]
-                lam[k + 1, m] = soil_thermal_conductivity(lq, ic, dz[k], tk, watsat[c, k], tkmg[c, k], tkdry[c, k])
+                cv = soil_heat_capacity(lq, ic, dzk, ws, cs)
+                Cs[k + 1, m] = cv
+                Csys[k + 1, m] = cv
+            if ws > 0.0:
+                # soil_properties.soil_thermal_conductivity written out: LLVM does not inline a helper
+                # holding both vlog and vexp, and the call would keep this loop scalar
+                dzl = DENH2O * dzk
+                dzi = DENICE * dzk
+                for m in range(nm):
+                    vliq = liq[k + 1, m] / dzl
+                    vice = ice[k + 1, m] / dzi
+                    satw = min(1.0, (vliq + vice) / ws)
+                    dke_thawed = max(0.0, vlog(satw) * _INV_LN10 + 1.0)  # log10(S_r) + 1
+                    dke = dke_thawed if T[k + 1, m] >= TFRZ else satw
+                    fl = vliq / (vliq + vice)
+                    dksat = tm * vexp(ws * (fl * _LOG_TKWAT + (1.0 - fl) * _LOG_TKICE))
+                    lk = dke * dksat + (1.0 - dke) * td
+                    lam[k + 1, m] = lk if satw > 1.0e-7 else td
+            else:  # bedrock
+                for m in range(nm):
+                    lam[k + 1, m] = td
         for m in range(nm):
-            if act[m]:
-                T[0, m] = t_snow[c, m]
-                Csys[0, m] = Cs[0, m]
-                lam[0, m] = snow_thermal_conductivity(liq[0, m], ice[0, m], depth[m])
-            else:
-                T[0, m] = T[1, m]
-                Csys[0, m] = 0.0
-                Csys[1, m] += Cs[0, m]
-                lam[0, m] = 1.0
+            ac = act[m]
+            T[0, m] = t_snow[c, m] if ac else T[1, m]
+            Csys[0, m] = Cs[0, m] if ac else 0.0
+            Csys[1, m] = Csys[1, m] if ac else Csys[1, m] + Cs[0, m]
+            lam[0, m] = snow_thermal_conductivity(liq[0, m], ice[0, m], depth[m]) if ac else 1.0
         for m in range(nm):
             hbefore[m] = 0.0
         for k in range(n):
@@ -183,11 +223,9 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
                 hbefore[m] += Cs[k, m] * (T[k, m] - TFRZ) + HFUS * liq[k, m]
         # ---- interface conductances g_k between rows k and k + 1 (W/m2/K)
         for m in range(nm):
-            if act[m]:
-                zn0 = -0.5 * depth[m]
-                g[0, m] = lam[0, m] * lam[1, m] / (lam[0, m] * (z[0] - 0.0) + lam[1, m] * (0.0 - zn0))
-            else:
-                g[0, m] = 0.0
+            zn0 = -0.5 * depth[m]
+            g0 = lam[0, m] * lam[1, m] / (lam[0, m] * (z[0] - 0.0) + lam[1, m] * (0.0 - zn0))
+            g[0, m] = g0 if act[m] else 0.0
         for k in range(1, n - 1):
             zn = z[k - 1]
             zn1 = z[k]
@@ -198,27 +236,26 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
         for m in range(nm):
             h = eflx_gnet[c, m]
             dh = deflx_dt[c, m]
-            if act[m]:
-                f0 = g[0, m] * (T[1, m] - T[0, m])
-                a[0, m] = 0.0
-                b[0, m] = Csys[0, m] * fac + CNFAC * g[0, m] - dh
-                cc[0, m] = -CNFAC * g[0, m]
-                r[0, m] = Csys[0, m] * fac * T[0, m] + h - dh * T[0, m] + (1.0 - CNFAC) * f0
-                f1 = g[1, m] * (T[2, m] - T[1, m])
-                a[1, m] = -CNFAC * g[0, m]
-                b[1, m] = Csys[1, m] * fac + CNFAC * (g[0, m] + g[1, m])
-                cc[1, m] = -CNFAC * g[1, m]
-                r[1, m] = Csys[1, m] * fac * T[1, m] + (1.0 - CNFAC) * (f1 - f0)
-            else:
-                a[0, m] = 0.0
-                b[0, m] = 1.0
-                cc[0, m] = -1.0
-                r[0, m] = 0.0
-                f1 = g[1, m] * (T[2, m] - T[1, m])
-                a[1, m] = 0.0
-                b[1, m] = Csys[1, m] * fac + CNFAC * g[1, m] - dh
-                cc[1, m] = -CNFAC * g[1, m]
-                r[1, m] = Csys[1, m] * fac * T[1, m] + h - dh * T[1, m] + (1.0 - CNFAC) * f1
+            ac = act[m]
+            # with a snow layer: rows 0 and 1 coupled, the ground flux into row 0
+            f0 = g[0, m] * (T[1, m] - T[0, m])
+            f1 = g[1, m] * (T[2, m] - T[1, m])
+            b0_snow = Csys[0, m] * fac + CNFAC * g[0, m] - dh
+            r0_snow = Csys[0, m] * fac * T[0, m] + h - dh * T[0, m] + (1.0 - CNFAC) * f0
+            a1_snow = -CNFAC * g[0, m]
+            b1_snow = Csys[1, m] * fac + CNFAC * (g[0, m] + g[1, m])
+            r1_snow = Csys[1, m] * fac * T[1, m] + (1.0 - CNFAC) * (f1 - f0)
+            # without: row 0 is the identity T_0' = T_1', the ground flux into row 1
+            b1_soil = Csys[1, m] * fac + CNFAC * g[1, m] - dh
+            r1_soil = Csys[1, m] * fac * T[1, m] + h - dh * T[1, m] + (1.0 - CNFAC) * f1
+            a[0, m] = 0.0
+            b[0, m] = b0_snow if ac else 1.0
+            cc[0, m] = -CNFAC * g[0, m] if ac else -1.0
+            r[0, m] = r0_snow if ac else 0.0
+            a[1, m] = a1_snow if ac else 0.0
+            b[1, m] = b1_snow if ac else b1_soil
+            cc[1, m] = -CNFAC * g[1, m]
+            r[1, m] = r1_snow if ac else r1_soil
         for k in range(2, n - 1):
             for m in range(nm):
                 fup = g[k - 1, m] * (T[k, m] - T[k - 1, m])
@@ -236,8 +273,8 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
             r[k, m] = Csys[k, m] * fac * T[k, m] - (1.0 - CNFAC) * fup + eflx_bot
         tridiagonal_members(a, b, cc, r, u, 0, n)
         for m in range(nm):
-            top = 0 if act[m] else 1
-            out_fgr[c, m] = eflx_gnet[c, m] + deflx_dt[c, m] * (u[top, m] - T[top, m])
+            dtop = u[0, m] - T[0, m] if act[m] else u[1, m] - T[1, m]
+            out_fgr[c, m] = eflx_gnet[c, m] + deflx_dt[c, m] * dtop
         # ---- phase change (CLM4 section 6.2); u holds the new temperatures
         for m in range(nm):
             ice0_snow = ice[0, m]
@@ -309,29 +346,46 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
                 u[0, m] = u[1, m]
         for k in range(2, n):
             j = k - 1
+            dzj = dz[j]
+            ws = watsat[c, j]
+            psat = sucsat[c, j]
+            nib = -1.0 / bsw[c, j]
+            cs = csol[c, j]
+            cold = False
             for m in range(nm):
-                e = Csys[k, m] * (u[k, m] - TFRZ)
-                if e > 0.0 and ice[k, m] > 0.0:
-                    dm = min(ice[k, m], e / HFUS)
-                elif e < 0.0:
-                    sc = supercooled_liquid(u[k, m], dz[j], watsat[c, j], sucsat[c, j], bsw[c, j])
-                    dm = -min(max(liq[k, m] - sc, 0.0), -e / HFUS)
-                else:
-                    dm = 0.0
-                if dm != 0.0:
-                    ice[k, m] -= dm
-                    liq[k, m] += dm
-                    e -= HFUS * dm
-                    cnew = soil_heat_capacity(liq[k, m], ice[k, m], dz[j], watsat[c, j], csol[c, j])
-                    u[k, m] = TFRZ + e / cnew
+                cold |= u[k, m] < TFRZ
+            # branch-free member loops; the supercooled limit only where some member is below T_f
+            for m in range(nm):
+                uk = u[k, m]
+                lk = liq[k, m]
+                ik = ice[k, m]
+                e = Csys[k, m] * (uk - TFRZ)
+                # supercooled_liquid written out (vpow inlined; the helper call would keep the loop scalar)
+                smp = 1000.0 * HFUS * (uk - TFRZ) / (GRAV * uk)
+                sc = ws * dzj * 1000.0 * vpow(smp / psat, nib) if cold else 0.0
+                sc = 2.0 * ws * dzj * 1000.0 if uk >= TFRZ else sc
+                sc = sc if ws > 0.0 else 0.0
+                dm = _phase_change_dm(e, lk, ik, sc)
+                changed = dm != 0.0
+                ik2 = ik - dm
+                lk2 = lk + dm
+                cnew = soil_heat_capacity(lk2, ik2, dzj, ws, cs)
+                u[k, m] = TFRZ + (e - HFUS * dm) / cnew if changed else uk
+                ice[k, m] = ik2 if changed else ik
+                liq[k, m] = lk2 if changed else lk
         # ---- write back and close the energy budget
         for m in range(nm):
-            hafter = (CPICE * ice[0, m] + CPLIQ * liq[0, m]) * (u[0, m] - TFRZ) + HFUS * liq[0, m]
-            for k in range(1, n):
-                j = k - 1
-                cv = soil_heat_capacity(liq[k, m], ice[k, m], dz[j], watsat[c, j], csol[c, j])
-                hafter += cv * (u[k, m] - TFRZ) + HFUS * liq[k, m]
-            out_resid[c, m] = (hafter - hbefore[m]) * fac - out_fgr[c, m] - eflx_bot
+            hafter[m] = (CPICE * ice[0, m] + CPLIQ * liq[0, m]) * (u[0, m] - TFRZ) + HFUS * liq[0, m]
+        for k in range(1, n):
+            j = k - 1
+            dzj = dz[j]
+            ws = watsat[c, j]
+            cs = csol[c, j]
+            for m in range(nm):
+                cv = soil_heat_capacity(liq[k, m], ice[k, m], dzj, ws, cs)
+                hafter[m] += cv * (u[k, m] - TFRZ) + HFUS * liq[k, m]
+        for m in range(nm):
+            out_resid[c, m] = (hafter[m] - hbefore[m]) * fac - out_fgr[c, m] - eflx_bot
             out_t_snow[c, m] = u[0, m]
             out_snow_liq[c, m] = liq[0, m]
             out_snow_ice[c, m] = ice[0, m]
