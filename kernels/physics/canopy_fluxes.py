@@ -60,13 +60,15 @@ from kernels.physics.friction_velocity import (
     Z0_SOIL,
     canopy_roughness,
     friction_velocity,
-    momentum_and_heat_profiles_ln,
     monin_obukhov_ini,
     profile_scalar,
+    profiles_ln_lanes,
     update_obukhov,
+    update_obukhov_lanes,
 )
-from kernels.physics.photosynthesis import GC_PER_UMOL, O2_MOLAR, ci_iteration_lane, f_high_temperature, f_q10
+from kernels.physics.photosynthesis import GC_PER_UMOL, O2_MOLAR, ci_iteration_lane, f_high_temperature, f_q10_ln
 from kernels.physics.saturation import qsat, qsat_lane
+from kernels.vmath import vlog, vpow
 
 # Physical constants of CLM4 (clm_varcon/shr_const): Stefan-Boltzmann SB (W m-2 K-4), specific heat of
 # dry air CPAIR (J kg-1 K-1), latent heats of vaporisation HVAP and sublimation HSUB = HVAP + HFUS
@@ -209,8 +211,9 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     ``Biogeophysics2`` does).
 
     Implementation: the T_v iteration of a patch's vegetated members runs in lockstep over chunks of
-    ``_LANES`` members (fixed-width lane loops that the compiler vectorises; the libm calls in loops
-    of their own over the lanes still iterating). Every member does exactly the operations of its own
+    ``_LANES`` members (fixed-width lane loops that the compiler vectorises: the exponentials,
+    logarithms and powers are ``kernels.vmath``'s, plain arithmetic, and every phase runs over all
+    lanes, stopped ones included, whose results are then ignored). Every member does exactly the operations of its own
     member-by-member iteration, including its own number of passes and stopping test, so the results
     are bit-identical to iterating one member after the other (no fast-math, no reassociation).
     """
@@ -273,7 +276,13 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     a_dqh = np.empty(nmem)
     # lane buffers of the chunked iteration: one row per quantity, one column per lane; a single
     # (rows, _LANES) block so that the lane loops have a fixed trip count and provably disjoint rows
-    lanes = np.empty((82, _LANES))
+    lanes = np.empty((84, _LANES))
+    # trip count of the compute phases' lane loops, read from the array so that it is not a compile-time
+    # constant: LLVM fully unrolls constant 8-trip loops and then leaves them scalar, but vectorises these
+    nlane = lanes.shape[1]
+    ln_q10act = vlog(cons.q10act)  # photosynthesis.f_q10's logarithms, once
+    ln_akc = vlog(cons.akc)
+    ln_ako = vlog(cons.ako)
     L_pbot = lanes[0]
     L_q = lanes[1]
     L_th = lanes[2]
@@ -356,6 +365,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     L_thvstar = lanes[79]
     L_ssun = lanes[80]
     L_ssha = lanes[81]
+    L_umnew = lanes[82]
+    L_obunew = lanes[83]
     done = np.empty(_LANES, dtype=np.bool_)
     lmem = np.empty(_LANES, dtype=np.int64)
     nmoz = np.empty(_LANES, dtype=np.int64)
@@ -433,9 +444,9 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             act[nact] = m
             nact += 1
         # ---------------- the T_v iteration: vegetated members in chunks of _LANES lanes ----------------
-        # Each lane is one member; the phases below run over all lanes of the chunk (the arithmetic ones
-        # without branches the compiler cannot turn into selects, so that they vectorise), the phases
-        # with libm calls only over the lanes still iterating. A lane that stops (CLM's convergence
+        # Each lane is one member; the phases below run over all lanes of the chunk, without calls or
+        # branches the compiler cannot turn into selects, so that they vectorise; only the bookkeeping
+        # of (6) is per lane. A lane that stops (CLM's convergence
         # test or itlef > itmax) has its values copied out at that iteration and is then ignored
         # (padding lanes of the last chunk start stopped). CLM's ``do while (itlef <= itmax)``: every
         # member enters with itlef = 0 <= ITMAX.
@@ -510,15 +521,13 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 itl[l] = 0
             nrun = nact - ch if nact - ch < _LANES else _LANES
             while nrun > 0:
-                # (1) Monin-Obukhov profiles (libm)
-                for l in range(_LANES):
-                    if not done[l]:
-                        ustar, temp1 = momentum_and_heat_profiles_ln(L_zldis[l], L_z0mv[l], L_obu[l], L_um[l],
-                                                                     L_lnz[l])
-                        L_ustar[l] = ustar
-                        L_temp1[l] = temp1  # temp2 = temp1: z0q = z0h and equal forcing heights
+                # (1) Monin-Obukhov profiles (all lanes: the profile functions use kernels.vmath, no calls)
+                for l in range(nlane):
+                    phim, phih = profiles_ln_lanes(L_zldis[l], L_z0mv[l], L_obu[l], L_lnz[l])
+                    L_ustar[l] = VKC * L_um[l] / phim
+                    L_temp1[l] = VKC / phih  # temp2 = temp1: z0q = z0h and equal forcing heights
                 # (2) aerodynamic and leaf boundary-layer resistances
-                for l in range(_LANES):
+                for l in range(nlane):
                     L_obufv[l] = L_obu[l]
                     L_tlbef[l] = L_tv[l]
                     L_del2[l] = L_del[l]
@@ -531,18 +540,17 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     cfl = 0.01 / (math.sqrt(uaf) * sqrt_dleaf)
                     L_rb[l] = 1.0 / (cfl * uaf)
                     L_xcs[l] = L_z0mg[l] * uaf / KVISC
-                # (3) the libm parts of the under-canopy resistance and of the leaf temperature functions
-                for l in range(_LANES):
-                    if not done[l]:
-                        L_xcs[l] = L_xcs[l] ** 0.45
-                        if L_psun[l] > 0.0 or L_psha[l] > 0.0:
-                            tc = L_tv[l] - TFRZ
-                            L_pq10[l] = f_q10(cons.q10act, tc)
-                            L_f2[l] = f_high_temperature(tc)
-                            L_pkc[l] = f_q10(cons.akc, tc)
-                            L_pko[l] = f_q10(cons.ako, tc)
+                # (3) the powers and exponentials of the under-canopy resistance and of the leaf temperature
+                # functions (all lanes; used in (4) only where the leaves absorb PAR)
+                for l in range(nlane):
+                    L_xcs[l] = vpow(L_xcs[l], 0.45)
+                    tc = L_tv[l] - TFRZ
+                    L_pq10[l] = f_q10_ln(ln_q10act, tc)
+                    L_f2[l] = f_high_temperature(tc)
+                    L_pkc[l] = f_q10_ln(ln_akc, tc)
+                    L_pko[l] = f_q10_ln(ln_ako, tc)
                 # (4) under-canopy resistance (Sakaguchi and Zeng 2009) and stomata (photosynthesis.stomata_sun_shade)
-                for l in range(_LANES):
+                for l in range(nlane):
                     uaf = L_uaf[l]
                     tg = L_tg[l]
                     taf = L_taf[l]
@@ -579,7 +587,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     L_rssha[l] = rs2 if sha else rsn
                     L_psnsha[l] = psn2 if sha else 0.0
                 # (5) canopy energy balance, Newton step of T_v, fluxes, canopy air, stability numerator
-                for l in range(_LANES):
+                for l in range(nlane):
                     q = L_q[l]
                     th = L_th[l]
                     tg = L_tg[l]
@@ -681,13 +689,17 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                     tstar = temp1 * dth
                     qstar = temp1 * dqh
                     L_thvstar[l] = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
-                # (6) stability update (libm), convergence; a lane that stops is copied out
+                # (6) stability update (all lanes), then convergence; a lane that stops is copied out
+                for l in range(nlane):
+                    um, obu = update_obukhov_lanes(L_zldis[l], L_ustar[l], L_thvstar[l], L_thv[l], L_ur[l])
+                    L_umnew[l] = um
+                    L_obunew[l] = obu
                 for l in range(_LANES):
                     if done[l]:
                         continue
                     zldis = L_zldis[l]
-                    um, obu = update_obukhov(zldis, L_ustar[l], L_thvstar[l], L_thv[l], L_ur[l])
-                    L_um[l] = um
+                    L_um[l] = L_umnew[l]
+                    obu = L_obunew[l]
                     if L_obuold[l] * obu < 0.0:
                         nmoz[l] += 1
                     if nmoz[l] >= 4:

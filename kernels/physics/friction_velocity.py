@@ -15,15 +15,17 @@ Section 5.1's equation numbering is not repeated here; every function names the 
 Each profile function returns the *integrated* profile denominator Phi, so that
 ustar = k u / Phi_m and theta* = k dtheta / Phi_h (``temp1 = k / Phi_h`` in CLM's notation).
 All functions are scalar ``@njit`` functions used inside the patch loops of ``canopy_fluxes``, plus
-one array kernel (:func:`vegetation_roughness`). Reads and writes no model state.
+one array kernel (:func:`vegetation_roughness`), and two branch-free forms for the vectorised member loops
+of the vegetated iteration (:func:`profiles_ln_lanes`, :func:`update_obukhov_lanes`). Reads and writes no model state.
 """
 
 from __future__ import annotations
 
 import math
 
-from kernels._jit import njit
+from kernels._jit import njit, njit_inline
 from kernels.physics.constants import GRAV, VKC
+from kernels.vmath import vatan, vexp, vlog
 
 #: transition of the momentum flux-gradient relation to free convection (CLM ``zetam``).
 ZETAM = 1.574
@@ -129,12 +131,52 @@ def momentum_and_heat_profiles(zldis, z0m, z0h, obu, um):
     return VKC * um / profile_momentum(zldis, z0m, obu), VKC / profile_scalar(zldis, z0h, obu)
 
 
-@njit
-def momentum_and_heat_profiles_ln(zldis, z0, obu, um, ln_zldis_z0):
-    """:func:`momentum_and_heat_profiles` for z0m = z0h = ``z0`` (m) with ln(zldis / z0) given, for
-    iterations in which zldis and z0 stay fixed (the vegetated CanopyFluxes loop); same results."""
-    return (VKC * um / _profile_momentum_ln(zldis, z0, obu, ln_zldis_z0),
-            VKC / _profile_scalar_ln(zldis, z0, obu, ln_zldis_z0))
+# Constants of the free-convection regimes, for the lane forms (the scalar forms evaluate them per call).
+_LN_ZETAM = math.log(ZETAM)
+_LN_ZETAT = math.log(ZETAT)
+_ZETAM_P = ZETAM ** 0.333
+_ZETAT_P = ZETAT ** (-0.333)
+_PSI_M_ZETAM = (2.0 * math.log((1.0 + (1.0 + 16.0 * ZETAM) ** 0.25) * 0.5)
+                + math.log((1.0 + (1.0 + 16.0 * ZETAM) ** 0.5) * 0.5)
+                - 2.0 * math.atan((1.0 + 16.0 * ZETAM) ** 0.25) + math.pi * 0.5)
+_PSI_H_ZETAT = 2.0 * math.log((1.0 + (1.0 + 16.0 * ZETAT) ** 0.5) * 0.5)
+
+
+@njit_inline
+def profiles_ln_lanes(zldis, z0, obu, ln_zldis_z0):
+    """(Phi_m, Phi_h) of :func:`profile_momentum` and :func:`profile_scalar` for z0m = z0h = ``z0`` (m),
+    ln(zldis / z0) given, without branches, for loops over ensemble members that must vectorise:
+    every regime's value is formed and the right one selected (the other regimes' values may be
+    meaningless and are discarded), sharing ln|L/z0|, ln|zeta| and the square roots between the
+    regimes and between momentum and heat, with ``kernels.vmath``'s functions. The same formulas as
+    the scalar forms (the two logarithms of psi_m taken as one, ln(((1+x)/2)^2 (1+x^2)/2)); equal to
+    them within a few ulp, not bit for bit."""
+    zeta = zldis / obu
+    r0 = z0 / obu
+    la = vlog(abs(obu) / z0)
+    lz = vlog(abs(zeta))
+    pz = vexp(0.333 * lz)  # |zeta|^0.333
+    # square roots of |1 - 16 zeta|: only the unstable regimes (zeta < 0) use them; the abs() lets the
+    # compiler use the vector square-root instruction (no C-library call for negative arguments)
+    c2 = math.sqrt(abs(1.0 - 16.0 * zeta))
+    c1 = math.sqrt(c2)
+    d2 = math.sqrt(abs(1.0 - 16.0 * r0))
+    d1 = math.sqrt(d2)
+    hz = (1.0 + c1) * 0.5
+    h0 = (1.0 + d1) * 0.5
+    psim_z = vlog(hz * hz * ((1.0 + c2) * 0.5)) - 2.0 * vatan(c1) + math.pi * 0.5
+    psim_0 = vlog(h0 * h0 * ((1.0 + d2) * 0.5)) - 2.0 * vatan(d1) + math.pi * 0.5
+    psih_z = 2.0 * vlog((1.0 + c2) * 0.5)
+    psih_0 = 2.0 * vlog((1.0 + d2) * 0.5)
+    very_stable = la + 5.0 - 5.0 * r0 + (5.0 * lz + zeta - 1.0)
+    stable = 5.0 * zeta - 5.0 * r0
+    phim = very_stable if zeta > 1.0 else ln_zldis_z0 + stable
+    phim = ln_zldis_z0 - psim_z + psim_0 if zeta < 0.0 else phim
+    phim = (la + _LN_ZETAM) - _PSI_M_ZETAM + psim_0 + 1.14 * (pz - _ZETAM_P) if zeta < -ZETAM else phim
+    phih = very_stable if zeta > 1.0 else ln_zldis_z0 + stable
+    phih = ln_zldis_z0 - psih_z + psih_0 if zeta < 0.0 else phih
+    phih = (la + _LN_ZETAT) - _PSI_H_ZETAT + psih_0 + 0.8 * (_ZETAT_P - 1.0 / pz) if zeta < -ZETAT else phih
+    return phim, phih
 
 
 @njit
@@ -172,6 +214,19 @@ def update_obukhov(zldis, ustar, thvstar, thv, ur):
         wc = (-GRAV * ustar * thvstar * 1000.0 / thv) ** 0.333
         um = math.sqrt(ur * ur + wc * wc)
     return um, zldis / zeta
+
+
+@njit_inline
+def update_obukhov_lanes(zldis, ustar, thvstar, thv, ur):
+    """:func:`update_obukhov` without branches and with ``kernels.vmath.vexp``/``vlog`` for the cube
+    root, for vectorised member loops (equal within a few ulp)."""
+    zeta = zldis * VKC * GRAV * thvstar / (ustar * ustar * thv)
+    stable = zeta >= 0.0
+    zs = min(2.0, max(zeta, 0.01))
+    zu = max(-100.0, min(zeta, -0.01))
+    wc = vexp(0.333 * vlog(abs(GRAV * ustar * thvstar * 1000.0 / thv)))
+    um = max(ur, 0.1) if stable else math.sqrt(ur * ur + wc * wc)
+    return um, zldis / (zs if stable else zu)
 
 
 @njit
@@ -219,6 +274,6 @@ def vegetation_roughness(patch_col, patch_pft, htop, elai, esai, z0mg, z0mr, dis
 __all__ = [
     "ALPHA_AERO", "TLSAI_CRIT", "Z0_SNOW", "Z0_SOIL", "ZETAM", "ZETAT",
     "aerodynamic_resistances", "canopy_roughness", "friction_velocity", "momentum_and_heat_profiles",
-    "momentum_and_heat_profiles_ln", "monin_obukhov_ini", "profile_momentum", "profile_scalar", "psi_h_unstable",
-    "psi_m_unstable", "update_obukhov", "vegetation_roughness",
+    "monin_obukhov_ini", "profile_momentum", "profile_scalar", "profiles_ln_lanes", "psi_h_unstable",
+    "psi_m_unstable", "update_obukhov", "update_obukhov_lanes", "vegetation_roughness",
 ]

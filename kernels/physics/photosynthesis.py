@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 
-from kernels._jit import njit
+from kernels._jit import njit, njit_inline
 from kernels.physics.constants import RGAS_MOL, TFRZ
 from kernels.physics.saturation import esat
+from kernels.vmath import vexp, vlog
 
 #: O2 mole fraction (CLM ``o2_molar_const``).
 O2_MOLAR = 0.209
@@ -40,18 +41,25 @@ GC_PER_UMOL = 12.011e-6
 NITER_CI = 3
 
 
-@njit
+@njit_inline
 def f_q10(q10, tc):
-    """CLM4 statement function f1: q10 ** ((tc - 25) / 10), tc in degC."""
-    return q10 ** ((tc - 25.0) / 10.0)
+    """CLM4 statement function f1: q10 ** ((tc - 25) / 10), tc in degC, as exp(ln(q10) (tc - 25) / 10)
+    with ``kernels.vmath`` (vectorises; :func:`f_q10_ln` with ln(q10) precomputed gives the same bits)."""
+    return f_q10_ln(vlog(q10), tc)
 
 
-@njit
+@njit_inline
+def f_q10_ln(ln_q10, tc):
+    """:func:`f_q10` with ln(q10) given (``vmath.vlog``), for loops in which q10 is fixed."""
+    return vexp((tc - 25.0) / 10.0 * ln_q10)
+
+
+@njit_inline
 def f_high_temperature(tc):
     """CLM4 statement function f2 (high-temperature inhibition of Vcmax): 1 + exp((-2.2e5 + 710 T) /
     (0.001 R T)), T = tc + 273.15 K (CLM4 section 8.2)."""
     tk = tc + TFRZ
-    return 1.0 + math.exp((-2.2e05 + 710.0 * tk) / (RGAS_MOL * tk))
+    return 1.0 + vexp((-2.2e05 + 710.0 * tk) / (RGAS_MOL * tk))
 
 
 @njit
@@ -89,7 +97,7 @@ def leaf_kinetics(tc, o2, cons):
     return kc, ko, kc * (1.0 + o2 / ko), 0.5 * kc / ko * o2 * 0.21
 
 
-@njit
+@njit_inline
 def _limiting_rates(ci, j, vcmax, awc, cp, c3psn, pbot):
     wj = max(ci - cp, 0.0) * j / (ci + 2.0 * cp) * c3psn + j * (1.0 - c3psn)
     wc = max(ci - cp, 0.0) * vcmax / (ci + awc) * c3psn + vcmax * (1.0 - c3psn)
@@ -171,7 +179,7 @@ def _ci_iteration(apar, ei, ea, co2, rb, pbot, cf, vcmx, awc, cp, ivt, pft, cons
     return min(cons.rsmax0, rs * cf), psn, ci, cs, es
 
 
-@njit(inline="always")
+@njit_inline
 def ci_iteration_lane(apar, ei, ea, co2, rb, pbot, cf, vcmx, awc, cp, c3, mp, qe25, bp, rsmax0):
     """:func:`_ci_iteration` with the PFT parameters (c3psn, mp, qe25) and the constants (bp, rsmax0)
     given as numbers and without branches (the quadratic's root chosen by a select), for loops over
@@ -282,6 +290,6 @@ def photosynthesis(patch_col, patch_pft, t_veg, parsun, parsha, laisun, laisha, 
 
 
 __all__ = [
-    "GC_PER_UMOL", "NITER_CI", "ci_iteration_lane", "O2_MOLAR", "dayl_factor", "dayl_factors", "f_high_temperature", "f_q10", "leaf_kinetics", "leaf_rates",
-    "photosynthesis", "stomata_leaf", "stomata_sun_shade", "vcmax_leaf",
+    "GC_PER_UMOL", "NITER_CI", "ci_iteration_lane", "O2_MOLAR", "dayl_factor", "dayl_factors", "f_high_temperature",
+    "f_q10", "f_q10_ln", "leaf_kinetics", "leaf_rates", "photosynthesis", "stomata_leaf", "stomata_sun_shade", "vcmax_leaf",
 ]
