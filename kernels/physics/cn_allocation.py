@@ -57,6 +57,7 @@ from kernels.physics.cn_state import (
     SMINN, TEMPAVG_T2M, TEMPMAX_RETRANSN, TEMPSUM_NPP, TEMPSUM_POTENTIAL_GPP, XSMRPOOL,
 )
 from kernels.physics.constants import DAYSPYR, SECSPDAY, TFRZ
+from kernels.vmath import vexp
 
 #: Days over which an xsmrpool debt is repaid (CLM4.0 CNAllocation ``dayscrecover``).
 DAYSCRECOVER = 30.0
@@ -105,41 +106,48 @@ def maintenance_respiration(patch_pft, patch_col, t2m, t_soi, rootfr, pft, cons,
     ``t2m[p, m]`` 2-m air temperature (K); ``t_soi[c, lev, m]`` soil temperature (K) and
     ``rootfr[p, lev]`` root fraction (sums to 1 over the levels given); ``pft``, ``cons`` the PFT and
     constant records; ``ps`` packed patch state (reads the N pools). Fills pf[F_LEAF_MR],
-    pf[F_FROOT_MR], pf[F_LIVESTEM_MR], pf[F_LIVECROOT_MR], pf[F_MR]."""
+    pf[F_FROOT_MR], pf[F_LIVESTEM_MR], pf[F_LIVECROOT_MR], pf[F_MR].
+
+    Q10^x is exp(x ln Q10) by ``vmath.vexp`` (within 1 ulp of the C library) and every loop runs over
+    the members, so that it vectorises; the root-weighted soil factor of each member is summed over the
+    levels in order, as before."""
     br = cons.mr_br
     q10 = cons.mr_q10
     tref = TFRZ + cons.mr_tref
     nlev = rootfr.shape[1]
+    nmem = ps.shape[2]
     lnq = math.log(q10) / 10.0
     # Q10 factor of every soil layer, once per column (shared by the column's patches)
     tcs = np.empty((t_soi.shape[0], nlev, t_soi.shape[2]))
     for c in range(t_soi.shape[0]):
         for j in range(nlev):
             for m in range(t_soi.shape[2]):
-                tcs[c, j, m] = math.exp(lnq * (t_soi[c, j, m] - tref))
+                tcs[c, j, m] = vexp(lnq * (t_soi[c, j, m] - tref))
+    tcsoi = np.empty(nmem)
     for p in range(ps.shape[1]):
         ivt = patch_pft[p]
         c = patch_col[p]
-        woody = pft.woody[ivt] == 1.0
-        for m in range(ps.shape[2]):
-            if ivt == 0:
+        if ivt == 0:
+            for m in range(nmem):
                 pf[F_LEAF_MR, p, m] = 0.0
                 pf[F_FROOT_MR, p, m] = 0.0
                 pf[F_LIVESTEM_MR, p, m] = 0.0
                 pf[F_LIVECROOT_MR, p, m] = 0.0
                 pf[F_MR, p, m] = 0.0
-                continue
-            tc = math.exp(lnq * (t2m[p, m] - tref))
-            tcsoi = 0.0
-            for j in range(nlev):
-                tcsoi += rootfr[p, j] * tcs[c, j, m]
+            continue
+        woody = pft.woody[ivt] == 1.0
+        for m in range(nmem):
+            tcsoi[m] = 0.0
+        for j in range(nlev):
+            r = rootfr[p, j]
+            for m in range(nmem):
+                tcsoi[m] += r * tcs[c, j, m]
+        for m in range(nmem):
+            tc = vexp(lnq * (t2m[p, m] - tref))
             leaf = max(ps[LEAFN, p, m], 0.0) * br * tc
-            froot = max(ps[FROOTN, p, m], 0.0) * br * tcsoi
-            lstem = 0.0
-            lcroot = 0.0
-            if woody:
-                lstem = max(ps[LIVESTEMN, p, m], 0.0) * br * tc
-                lcroot = max(ps[LIVECROOTN, p, m], 0.0) * br * tcsoi
+            froot = max(ps[FROOTN, p, m], 0.0) * br * tcsoi[m]
+            lstem = max(ps[LIVESTEMN, p, m], 0.0) * br * tc if woody else 0.0
+            lcroot = max(ps[LIVECROOTN, p, m], 0.0) * br * tcsoi[m] if woody else 0.0
             pf[F_LEAF_MR, p, m] = leaf
             pf[F_FROOT_MR, p, m] = froot
             pf[F_LIVESTEM_MR, p, m] = lstem

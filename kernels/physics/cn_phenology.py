@@ -41,16 +41,19 @@ from __future__ import annotations
 
 import math
 
-from kernels._jit import njit
+import numpy as np
+
+from kernels._jit import njit, njit_inline
 from kernels.physics.cn_state import (
     BGLFR, BGTR, CWDC, DAYS_ACTIVE, DORMANT_FLAG, F_AR, F_CLAMP_C, F_CLAMP_N,
     F_FROOTC_TO_LITTER, F_GR, F_LEAFC_TO_LITTER, F_LEAFN_TO_RETRANSN, F_LITFALL_C, F_LITFALL_N,
     F_MORT_C, FROOTC, GRESP_STORAGE, GRESP_XFER, LEAFC, LGSF, LITR1C, LITR2C, LITR3C,
     LIVECROOTC, LIVESTEMC, NC0, NCOL_C, NTISSUE, OFFSET_COUNTER, OFFSET_FDD, OFFSET_FLAG, OFFSET_SWI,
     ONSET_COUNTER, ONSET_FDD, ONSET_FLAG, ONSET_GDD, ONSET_GDDFLAG, ONSET_SWI, ANNAVG_T2M,
-    PREV_FROOTC_TO_LITTER, PREV_LEAFC_TO_LITTER, RETRANSN, XSMRPOOL, clamp_negative_pools,
+    PREV_FROOTC_TO_LITTER, PREV_LEAFC_TO_LITTER, RETRANSN, XSMRPOOL,
 )
 from kernels.physics.constants import DAYSPYR, SECSPDAY, TFRZ
+from kernels.vmath import vexp
 
 #: CLM4.0 CNPhenology constants (Biome-BGC v4.1.2 / White et al. 1997).
 CRIT_DAYL = 39300.0  # s, critical day length for seasonal-deciduous offset
@@ -73,153 +76,50 @@ PHENOLOGY_LAYER = 2
 @njit
 def crit_onset_gdd(annavg_t2m):
     """Critical growing-degree-day sum for onset (degC day) from the annual mean 2-m temperature
-    (K): exp(4.8 + 0.13 (T - 273.15)) (CLM4.0, Biome-BGC v4.1.2)."""
+    (K): exp(4.8 + 0.13 (T - 273.15)) (CLM4.0, Biome-BGC v4.1.2). (The phenology kernel evaluates
+    the same formula with ``vmath.vexp``, within 1 ulp of this.)"""
     return math.exp(4.8 + 0.13 * (annavg_t2m - TFRZ))
 
 
-@njit
-def _near(a, b, dt):
-    return abs(a - b) <= 0.5 * dt
+# Per-member scratch rows of the phenology kernel (one patch at a time).
+_W_S2X, _W_X2D, _W_XDC, _W_LC1, _W_LC2, _W_LC3, _W_LN1, _W_LN2, _W_LN3, _W_CWDC, _W_CWDN, _W_MORTC = range(12)
+_NW = 12
 
 
-@njit
-def _count_down_periods(ps, p, m, dt):
-    """Count the offset and onset periods of patch p, member m down by dt (s), as CLM4.0
-    CNSeasonDecidPhenology and CNStressDecidPhenology both do: at the end of the offset period the patch
-    becomes dormant; returns True at the end of the onset period (CLM4 zeroes the transfer pools there;
-    we display the remainder instead)."""
-    flush = False
-    if ps[OFFSET_FLAG, p, m] == 1.0:
-        ps[OFFSET_COUNTER, p, m] -= dt
-        if ps[OFFSET_COUNTER, p, m] < 0.5 * dt:
-            ps[OFFSET_FLAG, p, m] = 0.0
-            ps[OFFSET_COUNTER, p, m] = 0.0
-            ps[DORMANT_FLAG, p, m] = 1.0
-            ps[DAYS_ACTIVE, p, m] = 0.0
-            ps[PREV_LEAFC_TO_LITTER, p, m] = 0.0
-            ps[PREV_FROOTC_TO_LITTER, p, m] = 0.0
-    if ps[ONSET_FLAG, p, m] == 1.0:
-        ps[ONSET_COUNTER, p, m] -= dt
-        if ps[ONSET_COUNTER, p, m] < 0.5 * dt:
-            ps[ONSET_FLAG, p, m] = 0.0
-            ps[ONSET_COUNTER, p, m] = 0.0
-            flush = True
-    return flush
+@njit_inline
+def _count_down(off, offc, dorm, days_active, prevl, prevf, on, onc, dt):
+    """Count the offset and onset periods down by dt (s), as CLM4.0 CNSeasonDecidPhenology and
+    CNStressDecidPhenology both do: at the end of the offset period the patch becomes dormant; at the
+    end of the onset period ``flush`` is True (CLM4 zeroes the transfer pools there; we display the
+    remainder instead). Select form of the flag logic (no branches), so the member loop vectorises.
+    Returns the updated (off, offc, dorm, days_active, prevl, prevf, on, onc, flush)."""
+    is_off = off == 1.0
+    offc1 = offc - dt
+    end_off = is_off & (offc1 < 0.5 * dt)
+    offc = (0.0 if end_off else offc1) if is_off else offc
+    off = 0.0 if end_off else off
+    dorm = 1.0 if end_off else dorm
+    days_active = 0.0 if end_off else days_active
+    prevl = 0.0 if end_off else prevl
+    prevf = 0.0 if end_off else prevf
+    is_on = on == 1.0
+    onc1 = onc - dt
+    flush = is_on & (onc1 < 0.5 * dt)
+    onc = (0.0 if flush else onc1) if is_on else onc
+    on = 0.0 if flush else on
+    return off, offc, dorm, days_active, prevl, prevf, on, onc, flush
 
 
-@njit
-def _season_decid_flags(ps, p, m, soilt, dayl, prev_dayl, dt):
-    """CLM4.0 CNSeasonDecidPhenology flag logic for one patch/member. Returns (onset_now, flush)."""
-    fracday = dt / SECSPDAY
-    ws_flag = 1.0 if dayl >= prev_dayl else 0.0
-    onset_now = False
-    flush = _count_down_periods(ps, p, m, dt)
-    if ps[DORMANT_FLAG, p, m] == 1.0:
-        if ps[ONSET_GDDFLAG, p, m] == 0.0 and ws_flag == 1.0:
-            ps[ONSET_GDDFLAG, p, m] = 1.0
-            ps[ONSET_GDD, p, m] = 0.0
-        if ps[ONSET_GDDFLAG, p, m] == 1.0 and ws_flag == 0.0:
-            ps[ONSET_GDDFLAG, p, m] = 0.0
-            ps[ONSET_GDD, p, m] = 0.0
-        if ps[ONSET_GDDFLAG, p, m] == 1.0 and soilt > TFRZ:
-            ps[ONSET_GDD, p, m] += (soilt - TFRZ) * fracday
-        if ps[ONSET_GDD, p, m] > crit_onset_gdd(ps[ANNAVG_T2M, p, m]):
-            ps[ONSET_FLAG, p, m] = 1.0
-            ps[DORMANT_FLAG, p, m] = 0.0
-            ps[ONSET_GDDFLAG, p, m] = 0.0
-            ps[ONSET_GDD, p, m] = 0.0
-            ps[ONSET_COUNTER, p, m] = NDAYS_ON * SECSPDAY
-            onset_now = True
-    elif ps[OFFSET_FLAG, p, m] == 0.0:
-        if ws_flag == 0.0 and dayl < CRIT_DAYL:
-            ps[OFFSET_FLAG, p, m] = 1.0
-            ps[OFFSET_COUNTER, p, m] = NDAYS_OFF * SECSPDAY
-            ps[PREV_LEAFC_TO_LITTER, p, m] = 0.0
-            ps[PREV_FROOTC_TO_LITTER, p, m] = 0.0
-    ps[BGLFR, p, m] = 0.0
-    ps[BGTR, p, m] = 0.0
-    ps[LGSF, p, m] = 0.0
-    return onset_now, flush
-
-
-@njit
-def _stress_decid_flags(ps, p, m, soilt, psi, dayl, leaf_long, dt):
-    """CLM4.0 CNStressDecidPhenology flag logic for one patch/member. Returns (onset_now, flush)."""
-    fracday = dt / SECSPDAY
-    onset_now = False
-    flush = _count_down_periods(ps, p, m, dt)
-    if ps[DORMANT_FLAG, p, m] == 1.0:
-        if ps[ONSET_GDDFLAG, p, m] == 0.0 and soilt < TFRZ:
-            ps[ONSET_FDD, p, m] += fracday
-        if ps[ONSET_FDD, p, m] > CRIT_ONSET_FDD:
-            ps[ONSET_GDDFLAG, p, m] = 1.0
-            ps[ONSET_FDD, p, m] = 0.0
-            ps[ONSET_SWI, p, m] = 0.0
-        if ps[ONSET_GDDFLAG, p, m] == 1.0 and soilt > TFRZ:
-            ps[ONSET_GDD, p, m] += (soilt - TFRZ) * fracday
-        if psi >= SOILPSI_ON:
-            ps[ONSET_SWI, p, m] += fracday
-        onset = False
-        if ps[ONSET_SWI, p, m] > CRIT_ONSET_SWI:
-            onset = True
-            if ps[ONSET_GDDFLAG, p, m] == 1.0 and ps[ONSET_GDD, p, m] < crit_onset_gdd(ps[ANNAVG_T2M, p, m]):
-                onset = False
-        if onset and dayl <= SECSPQTRDAY:
-            onset = False
-        if onset:
-            ps[ONSET_FLAG, p, m] = 1.0
-            ps[DORMANT_FLAG, p, m] = 0.0
-            ps[DAYS_ACTIVE, p, m] = 0.0
-            ps[ONSET_GDDFLAG, p, m] = 0.0
-            ps[ONSET_FDD, p, m] = 0.0
-            ps[ONSET_GDD, p, m] = 0.0
-            ps[ONSET_SWI, p, m] = 0.0
-            ps[ONSET_COUNTER, p, m] = NDAYS_ON * SECSPDAY
-            onset_now = True
-    elif ps[OFFSET_FLAG, p, m] == 0.0:
-        if psi <= SOILPSI_OFF:
-            ps[OFFSET_SWI, p, m] += fracday
-            if ps[OFFSET_SWI, p, m] >= CRIT_OFFSET_SWI and ps[ONSET_FLAG, p, m] == 0.0:
-                ps[OFFSET_FLAG, p, m] = 1.0
-        elif psi >= SOILPSI_ON:
-            ps[OFFSET_SWI, p, m] = max(ps[OFFSET_SWI, p, m] - fracday, 0.0)
-        if ps[OFFSET_FDD, p, m] > 0.0 and soilt > TFRZ:
-            ps[OFFSET_FDD, p, m] = max(ps[OFFSET_FDD, p, m] - fracday, 0.0)
-        if soilt <= TFRZ:
-            ps[OFFSET_FDD, p, m] += fracday
-            if ps[OFFSET_FDD, p, m] > CRIT_OFFSET_FDD and ps[ONSET_FLAG, p, m] == 0.0:
-                ps[OFFSET_FLAG, p, m] = 1.0
-        if dayl <= SECSPQTRDAY:
-            ps[OFFSET_FLAG, p, m] = 1.0
-        if ps[OFFSET_FLAG, p, m] == 1.0:
-            ps[OFFSET_FDD, p, m] = 0.0
-            ps[OFFSET_SWI, p, m] = 0.0
-            ps[OFFSET_COUNTER, p, m] = NDAYS_OFF * SECSPDAY
-            ps[PREV_LEAFC_TO_LITTER, p, m] = 0.0
-            ps[PREV_FROOTC_TO_LITTER, p, m] = 0.0
-    if ps[DORMANT_FLAG, p, m] == 0.0:
-        ps[DAYS_ACTIVE, p, m] += fracday
-    lgsf = max(min((ps[DAYS_ACTIVE, p, m] - DAYSPYR) / DAYSPYR, 1.0), 0.0)
-    ps[LGSF, p, m] = lgsf
-    if ps[OFFSET_FLAG, p, m] == 1.0:
-        ps[BGLFR, p, m] = 0.0
-    else:
-        ps[BGLFR, p, m] = lgsf / (leaf_long * DAYSPYR * SECSPDAY)
-    if ps[ONSET_FLAG, p, m] == 1.0 or ps[DORMANT_FLAG, p, m] == 1.0:
-        ps[BGTR, p, m] = 0.0
-    else:
-        ps[BGTR, p, m] = lgsf / (DAYSPYR * SECSPDAY)
-    return onset_now, flush
-
-
-@njit
-def _leaf_n_split(c_loss, pool_c, pool_n, litcn):
-    """N lost with leaf litterfall ``c_loss`` (g/m2/s) from a pool (C, N): (to litter, retranslocated)."""
-    if pool_c <= 0.0 or c_loss <= 0.0:
-        return 0.0, 0.0
-    nloss = c_loss * max(pool_n, 0.0) / pool_c
-    lit = min(c_loss / litcn, nloss)
-    return lit, nloss - lit
+@njit_inline
+def _transfer_rates(onset_now, flush, on, onc, bgtr, dt):
+    """Storage -> transfer and transfer -> displayed rates (s-1): FSTOR2TRAN/dt at the onset trigger
+    or the background rate bgtr; during onset 2/onset_counter (all of it in the last step); 1/dt with
+    background transfer or at the end of the onset period; both at most 1/dt."""
+    f_s2x = FSTOR2TRAN / dt if onset_now else (bgtr if bgtr > 0.0 else 0.0)
+    f_on = 1.0 / dt if abs(onc - dt) <= 0.5 * dt else 2.0 / onc
+    f_x2d = f_on if on == 1.0 else 0.0
+    f_x2d = 1.0 / dt if ((bgtr > 0.0) | flush) else f_x2d
+    return min(f_s2x, 1.0 / dt), min(f_x2d, 1.0 / dt)
 
 
 @njit
@@ -233,9 +133,30 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
     ``ps`` (flags, accumulators, pools) and the column litter/CWD pools of ``cs``; accumulates into
     ``pf``: transfer growth respiration (F_GR, F_AR), litterfall (F_LEAFC_TO_LITTER, ...,
     F_LITFALL_C/N), mortality (F_MORT_C), clamps (F_CLAMP_C/N).
+
+    Computed per patch in passes over the members, one pool at a time (flags, transfers, litterfall,
+    turnover, mortality, clamps, litter to the column), with the flag logic in select form, so that
+    every member loop vectorises; each member's arithmetic and summation order are those of the
+    member-by-member formulation. The onset GDD threshold uses ``vmath.vexp`` (within 1 ulp of
+    :func:`crit_onset_gdd`).
     """
     lwtop = LWTOP_PER_YEAR / (DAYSPYR * SECSPDAY)
     mort = AM_PER_YEAR / (DAYSPYR * SECSPDAY)
+    fracday = dt / SECSPDAY
+    nmem = ps.shape[2]
+    wk = np.zeros((_NW, nmem))
+    s2x_r = wk[_W_S2X]
+    x2d_r = wk[_W_X2D]
+    xdc = wk[_W_XDC]
+    lc1 = wk[_W_LC1]
+    lc2 = wk[_W_LC2]
+    lc3 = wk[_W_LC3]
+    ln1 = wk[_W_LN1]
+    ln2 = wk[_W_LN2]
+    ln3 = wk[_W_LN3]
+    cwdc = wk[_W_CWDC]
+    cwdn = wk[_W_CWDN]
+    mortc = wk[_W_MORTC]
     for p in range(ps.shape[1]):
         ivt = patch_pft[p]
         if ivt == 0:
@@ -248,173 +169,350 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
         woody = pft.woody[ivt] == 1.0
         g1 = pft.grperc[ivt]
         g2 = pft.grpnow[ivt]
-        leafcn = pft.leafcn[ivt]
         lflitcn = pft.lflitcn[ivt]
-        for m in range(ps.shape[2]):
-            soilt = t_soi[c, PHENOLOGY_LAYER, m]
-            psi = soilpsi[c, PHENOLOGY_LAYER, m]
-            onset_now = False
-            flush = False
-            if evergreen:
-                ps[BGLFR, p, m] = 1.0 / (pft.leaf_long[ivt] * DAYSPYR * SECSPDAY)
+        lf_flab = pft.lf_flab[ivt]
+        lf_fcel = pft.lf_fcel[ivt]
+        lf_flig = pft.lf_flig[ivt]
+        fr_flab = pft.fr_flab[ivt]
+        fr_fcel = pft.fr_fcel[ivt]
+        fr_flig = pft.fr_flig[ivt]
+        deadwdcn = pft.deadwdcn[ivt]
+        bglfr_ever = 1.0 / (pft.leaf_long[ivt] * DAYSPYR * SECSPDAY)
+        bglfr_stress = pft.leaf_long[ivt] * DAYSPYR * SECSPDAY
+        dl = dayl[c]
+        ws = dl >= prev_dayl[c]
+        short_day = dl <= SECSPQTRDAY
+
+        # ---- phenology flags (CLM4.0 CNEvergreen/CNSeasonDecid/CNStressDecidPhenology) -> transfer rates
+        nact = 0
+        if evergreen:
+            for m in range(nmem):
+                ps[BGLFR, p, m] = bglfr_ever
                 ps[BGTR, p, m] = 0.0
                 ps[LGSF, p, m] = 0.0
-            elif season:
-                onset_now, flush = _season_decid_flags(ps, p, m, soilt, dayl[c], prev_dayl[c], dt)
-            elif stress:
-                onset_now, flush = _stress_decid_flags(ps, p, m, soilt, psi, dayl[c], pft.leaf_long[ivt], dt)
+                f_s2x, f_x2d = _transfer_rates(False, False, ps[ONSET_FLAG, p, m], ps[ONSET_COUNTER, p, m], 0.0, dt)
+                s2x_r[m] = f_s2x
+                x2d_r[m] = f_x2d
+                nact += 1 if ((f_s2x > 0.0) | (f_x2d > 0.0)) else 0
+        elif season:
+            for m in range(nmem):
+                soilt = t_soi[c, PHENOLOGY_LAYER, m]
+                off, offc, dorm, days_active, prevl, prevf, on, onc, flush = _count_down(
+                    ps[OFFSET_FLAG, p, m], ps[OFFSET_COUNTER, p, m], ps[DORMANT_FLAG, p, m],
+                    ps[DAYS_ACTIVE, p, m], ps[PREV_LEAFC_TO_LITTER, p, m], ps[PREV_FROOTC_TO_LITTER, p, m],
+                    ps[ONSET_FLAG, p, m], ps[ONSET_COUNTER, p, m], dt)
+                gddflag = ps[ONSET_GDDFLAG, p, m]
+                gdd = ps[ONSET_GDD, p, m]
+                crit = vexp(4.8 + 0.13 * (ps[ANNAVG_T2M, p, m] - TFRZ))
+                dormant = dorm == 1.0
+                start = dormant & (gddflag == 0.0) & ws
+                gddflag = 1.0 if start else gddflag
+                gdd = 0.0 if start else gdd
+                stop = dormant & (gddflag == 1.0) & (not ws)
+                gddflag = 0.0 if stop else gddflag
+                gdd = 0.0 if stop else gdd
+                warm = dormant & (gddflag == 1.0) & (soilt > TFRZ)
+                gdd = gdd + (soilt - TFRZ) * fracday if warm else gdd
+                onset_now = dormant & (gdd > crit)
+                on = 1.0 if onset_now else on
+                dorm = 0.0 if onset_now else dorm
+                gddflag = 0.0 if onset_now else gddflag
+                gdd = 0.0 if onset_now else gdd
+                onc = NDAYS_ON * SECSPDAY if onset_now else onc
+                go_off = (not dormant) & (off == 0.0) & (not ws) & (dl < CRIT_DAYL)
+                off = 1.0 if go_off else off
+                offc = NDAYS_OFF * SECSPDAY if go_off else offc
+                prevl = 0.0 if go_off else prevl
+                prevf = 0.0 if go_off else prevf
+                ps[OFFSET_FLAG, p, m] = off
+                ps[OFFSET_COUNTER, p, m] = offc
+                ps[DORMANT_FLAG, p, m] = dorm
+                ps[DAYS_ACTIVE, p, m] = days_active
+                ps[PREV_LEAFC_TO_LITTER, p, m] = prevl
+                ps[PREV_FROOTC_TO_LITTER, p, m] = prevf
+                ps[ONSET_FLAG, p, m] = on
+                ps[ONSET_COUNTER, p, m] = onc
+                ps[ONSET_GDDFLAG, p, m] = gddflag
+                ps[ONSET_GDD, p, m] = gdd
+                ps[BGLFR, p, m] = 0.0
+                ps[BGTR, p, m] = 0.0
+                ps[LGSF, p, m] = 0.0
+                f_s2x, f_x2d = _transfer_rates(onset_now, flush, on, onc, 0.0, dt)
+                s2x_r[m] = f_s2x
+                x2d_r[m] = f_x2d
+                nact += 1 if ((f_s2x > 0.0) | (f_x2d > 0.0)) else 0
+        elif stress:
+            for m in range(nmem):
+                soilt = t_soi[c, PHENOLOGY_LAYER, m]
+                psi = soilpsi[c, PHENOLOGY_LAYER, m]
+                off, offc, dorm, days_active, prevl, prevf, on, onc, flush = _count_down(
+                    ps[OFFSET_FLAG, p, m], ps[OFFSET_COUNTER, p, m], ps[DORMANT_FLAG, p, m],
+                    ps[DAYS_ACTIVE, p, m], ps[PREV_LEAFC_TO_LITTER, p, m], ps[PREV_FROOTC_TO_LITTER, p, m],
+                    ps[ONSET_FLAG, p, m], ps[ONSET_COUNTER, p, m], dt)
+                gddflag = ps[ONSET_GDDFLAG, p, m]
+                gdd = ps[ONSET_GDD, p, m]
+                fdd = ps[ONSET_FDD, p, m]
+                swi = ps[ONSET_SWI, p, m]
+                ofdd = ps[OFFSET_FDD, p, m]
+                oswi = ps[OFFSET_SWI, p, m]
+                crit = vexp(4.8 + 0.13 * (ps[ANNAVG_T2M, p, m] - TFRZ))
+                # dormant: freezing trigger, GDD and soil water index -> onset
+                dormant = dorm == 1.0
+                fdd = fdd + fracday if (dormant & (gddflag == 0.0) & (soilt < TFRZ)) else fdd
+                trig = dormant & (fdd > CRIT_ONSET_FDD)
+                gddflag = 1.0 if trig else gddflag
+                fdd = 0.0 if trig else fdd
+                swi = 0.0 if trig else swi
+                gdd = gdd + (soilt - TFRZ) * fracday if (dormant & (gddflag == 1.0) & (soilt > TFRZ)) else gdd
+                swi = swi + fracday if (dormant & (psi >= SOILPSI_ON)) else swi
+                onset_now = (dormant & (swi > CRIT_ONSET_SWI) & (not ((gddflag == 1.0) & (gdd < crit)))
+                             & (not short_day))
+                on = 1.0 if onset_now else on
+                dorm = 0.0 if onset_now else dorm
+                days_active = 0.0 if onset_now else days_active
+                gddflag = 0.0 if onset_now else gddflag
+                fdd = 0.0 if onset_now else fdd
+                gdd = 0.0 if onset_now else gdd
+                swi = 0.0 if onset_now else swi
+                onc = NDAYS_ON * SECSPDAY if onset_now else onc
+                # active, not yet in offset: water stress, freezing or short days -> offset
+                active = (not dormant) & (off == 0.0)
+                dry = psi <= SOILPSI_OFF
+                oswi = oswi + fracday if (active & dry) else oswi
+                off = 1.0 if (active & dry & (oswi >= CRIT_OFFSET_SWI) & (on == 0.0)) else off
+                oswi = max(oswi - fracday, 0.0) if (active & (not dry) & (psi >= SOILPSI_ON)) else oswi
+                ofdd = max(ofdd - fracday, 0.0) if (active & (ofdd > 0.0) & (soilt > TFRZ)) else ofdd
+                frozen = active & (soilt <= TFRZ)
+                ofdd = ofdd + fracday if frozen else ofdd
+                off = 1.0 if (frozen & (ofdd > CRIT_OFFSET_FDD) & (on == 0.0)) else off
+                off = 1.0 if (active & short_day) else off
+                go_off = active & (off == 1.0)
+                ofdd = 0.0 if go_off else ofdd
+                oswi = 0.0 if go_off else oswi
+                offc = NDAYS_OFF * SECSPDAY if go_off else offc
+                prevl = 0.0 if go_off else prevl
+                prevf = 0.0 if go_off else prevf
+                days_active = days_active + fracday if dorm == 0.0 else days_active
+                lgsf = max(min((days_active - DAYSPYR) / DAYSPYR, 1.0), 0.0)
+                bglfr = 0.0 if off == 1.0 else lgsf / bglfr_stress
+                bgtr = 0.0 if ((on == 1.0) | (dorm == 1.0)) else lgsf / (DAYSPYR * SECSPDAY)
+                ps[OFFSET_FLAG, p, m] = off
+                ps[OFFSET_COUNTER, p, m] = offc
+                ps[DORMANT_FLAG, p, m] = dorm
+                ps[DAYS_ACTIVE, p, m] = days_active
+                ps[PREV_LEAFC_TO_LITTER, p, m] = prevl
+                ps[PREV_FROOTC_TO_LITTER, p, m] = prevf
+                ps[ONSET_FLAG, p, m] = on
+                ps[ONSET_COUNTER, p, m] = onc
+                ps[ONSET_GDDFLAG, p, m] = gddflag
+                ps[ONSET_GDD, p, m] = gdd
+                ps[ONSET_FDD, p, m] = fdd
+                ps[ONSET_SWI, p, m] = swi
+                ps[OFFSET_FDD, p, m] = ofdd
+                ps[OFFSET_SWI, p, m] = oswi
+                ps[LGSF, p, m] = lgsf
+                ps[BGLFR, p, m] = bglfr
+                ps[BGTR, p, m] = bgtr
+                f_s2x, f_x2d = _transfer_rates(onset_now, flush, on, onc, bgtr, dt)
+                s2x_r[m] = f_s2x
+                x2d_r[m] = f_x2d
+                nact += 1 if ((f_s2x > 0.0) | (f_x2d > 0.0)) else 0
+        else:
+            for m in range(nmem):
+                f_s2x, f_x2d = _transfer_rates(False, False, ps[ONSET_FLAG, p, m], ps[ONSET_COUNTER, p, m],
+                                               ps[BGTR, p, m], dt)
+                s2x_r[m] = f_s2x
+                x2d_r[m] = f_x2d
+                nact += 1 if ((f_s2x > 0.0) | (f_x2d > 0.0)) else 0
 
-            # ---- storage -> transfer (onset trigger or background rate), transfer -> displayed ----
-            f_s2x = 0.0
-            if onset_now:
-                f_s2x = FSTOR2TRAN / dt
-            elif ps[BGTR, p, m] > 0.0:
-                f_s2x = ps[BGTR, p, m]
-            f_x2d = 0.0
-            if ps[ONSET_FLAG, p, m] == 1.0:
-                if _near(ps[ONSET_COUNTER, p, m], dt, dt):
-                    f_x2d = 1.0 / dt
-                else:
-                    f_x2d = 2.0 / ps[ONSET_COUNTER, p, m]
-            if ps[BGTR, p, m] > 0.0 or flush:
-                f_x2d = 1.0 / dt
-            f_s2x = min(f_s2x, 1.0 / dt)
-            f_x2d = min(f_x2d, 1.0 / dt)
-            xfer_display_c = 0.0
-            if f_s2x > 0.0 or f_x2d > 0.0:
-                for t in range(NTISSUE):
-                    for off in (0, NC0):
-                        i = 3 * t + off
-                        s2x = f_s2x * ps[i + 1, p, m]
-                        x2d = f_x2d * ps[i + 2, p, m]
-                        if off == 0:
-                            xfer_display_c += x2d
-                        ps[i + 1, p, m] -= dt * s2x
-                        ps[i + 2, p, m] += dt * (s2x - x2d)
-                        ps[i, p, m] += dt * x2d
-                gs2x = f_s2x * ps[GRESP_STORAGE, p, m]
-                ps[GRESP_STORAGE, p, m] -= dt * gs2x
-                ps[GRESP_XFER, p, m] += dt * gs2x
-            # transfer growth respiration (CNGResp), paid from gresp_xfer (never beyond it)
-            tr_gr = min(xfer_display_c * g1 * (1.0 - g2), max(ps[GRESP_XFER, p, m], 0.0) / dt)
-            if tr_gr > 0.0:
-                ps[GRESP_XFER, p, m] -= dt * tr_gr
-                pf[F_GR, p, m] += tr_gr
-                pf[F_AR, p, m] += tr_gr
+        # ---- storage -> transfer, transfer -> displayed; transfer growth respiration (CNGResp) ----
+        if nact > 0:
+            for m in range(nmem):
+                xdc[m] = 0.0
+            for t in range(NTISSUE):
+                i = 3 * t
+                for m in range(nmem):  # carbon: the displayed growth pays transfer growth respiration
+                    a = s2x_r[m]
+                    b = x2d_r[m]
+                    act = (a > 0.0) | (b > 0.0)
+                    sto = ps[i + 1, p, m]
+                    xfr = ps[i + 2, p, m]
+                    s2x = a * sto
+                    x2d = b * xfr
+                    ps[i + 1, p, m] = sto - dt * s2x if act else sto
+                    ps[i + 2, p, m] = xfr + dt * (s2x - x2d) if act else xfr
+                    ps[i, p, m] = ps[i, p, m] + dt * x2d if act else ps[i, p, m]
+                    xdc[m] = xdc[m] + x2d if act else xdc[m]
+                i = 3 * t + NC0
+                for m in range(nmem):  # nitrogen
+                    a = s2x_r[m]
+                    b = x2d_r[m]
+                    act = (a > 0.0) | (b > 0.0)
+                    sto = ps[i + 1, p, m]
+                    xfr = ps[i + 2, p, m]
+                    s2x = a * sto
+                    x2d = b * xfr
+                    ps[i + 1, p, m] = sto - dt * s2x if act else sto
+                    ps[i + 2, p, m] = xfr + dt * (s2x - x2d) if act else xfr
+                    ps[i, p, m] = ps[i, p, m] + dt * x2d if act else ps[i, p, m]
+            for m in range(nmem):
+                a = s2x_r[m]
+                act = (a > 0.0) | (x2d_r[m] > 0.0)
+                gsto = ps[GRESP_STORAGE, p, m]
+                gs2x = a * gsto
+                ps[GRESP_STORAGE, p, m] = gsto - dt * gs2x if act else gsto
+                gx = ps[GRESP_XFER, p, m]
+                gx = gx + dt * gs2x if act else gx
+                # transfer growth respiration, paid from gresp_xfer (never beyond it)
+                tr_gr = min(xdc[m] * g1 * (1.0 - g2), max(gx, 0.0) / dt)
+                pay = tr_gr > 0.0
+                ps[GRESP_XFER, p, m] = gx - dt * tr_gr if pay else gx
+                pf[F_GR, p, m] = pf[F_GR, p, m] + tr_gr if pay else pf[F_GR, p, m]
+                pf[F_AR, p, m] = pf[F_AR, p, m] + tr_gr if pay else pf[F_AR, p, m]
 
-            # ---- litterfall of leaves and fine roots ----
+        # ---- litterfall of leaves and fine roots (CNOffsetLitterfall, CNBackgroundLitterfall) ----
+        for m in range(nmem):
             leafc = ps[LEAFC, p, m]
             frootc = ps[FROOTC, p, m]
-            lc_lit = 0.0
-            fc_lit = 0.0
-            if ps[OFFSET_FLAG, p, m] == 1.0:
-                oc = ps[OFFSET_COUNTER, p, m]
-                if _near(oc, dt, dt):
-                    lc_lit = leafc / dt
-                    fc_lit = frootc / dt
-                else:
-                    t1 = dt * 2.0 / (oc * oc)
-                    lc_lit = ps[PREV_LEAFC_TO_LITTER, p, m] + t1 * (leafc - ps[PREV_LEAFC_TO_LITTER, p, m] * oc)
-                    fc_lit = ps[PREV_FROOTC_TO_LITTER, p, m] + t1 * (frootc - ps[PREV_FROOTC_TO_LITTER, p, m] * oc)
-                lc_lit = min(max(lc_lit, 0.0), max(leafc, 0.0) / dt)
-                fc_lit = min(max(fc_lit, 0.0), max(frootc, 0.0) / dt)
-                ps[PREV_LEAFC_TO_LITTER, p, m] = lc_lit
-                ps[PREV_FROOTC_TO_LITTER, p, m] = fc_lit
-            elif ps[BGLFR, p, m] > 0.0:
-                rate = min(ps[BGLFR, p, m], 1.0 / dt)
-                lc_lit = rate * max(leafc, 0.0)
-                fc_lit = rate * max(frootc, 0.0)
-            ln_lit, ln_retr = _leaf_n_split(lc_lit, leafc, ps[LEAFC + NC0, p, m], lflitcn)
-            fn_lit = fc_lit * max(ps[FROOTC + NC0, p, m], 0.0) / frootc if frootc > 0.0 else 0.0
-            ps[LEAFC, p, m] -= dt * lc_lit
-            ps[FROOTC, p, m] -= dt * fc_lit
-            ps[LEAFC + NC0, p, m] -= dt * (ln_lit + ln_retr)
-            ps[FROOTC + NC0, p, m] -= dt * fn_lit
+            leafn = ps[LEAFC + NC0, p, m]
+            frootn = ps[FROOTC + NC0, p, m]
+            pl = ps[PREV_LEAFC_TO_LITTER, p, m]
+            pr = ps[PREV_FROOTC_TO_LITTER, p, m]
+            oc = ps[OFFSET_COUNTER, p, m]
+            bglfr = ps[BGLFR, p, m]
+            in_offset = ps[OFFSET_FLAG, p, m] == 1.0
+            last = abs(oc - dt) <= 0.5 * dt
+            t1 = dt * 2.0 / (oc * oc)
+            lo = leafc / dt if last else pl + t1 * (leafc - pl * oc)
+            fo = frootc / dt if last else pr + t1 * (frootc - pr * oc)
+            lo = min(max(lo, 0.0), max(leafc, 0.0) / dt)
+            fo = min(max(fo, 0.0), max(frootc, 0.0) / dt)
+            rate = min(bglfr, 1.0 / dt)
+            background = bglfr > 0.0
+            lb = rate * max(leafc, 0.0) if background else 0.0
+            fb = rate * max(frootc, 0.0) if background else 0.0
+            lc_lit = lo if in_offset else lb
+            fc_lit = fo if in_offset else fb
+            ps[PREV_LEAFC_TO_LITTER, p, m] = lo if in_offset else pl
+            ps[PREV_FROOTC_TO_LITTER, p, m] = fo if in_offset else pr
+            # leaf litter N at the litter C:N, the rest retranslocated; fine root litter at the pool's N:C
+            split = (leafc > 0.0) & (lc_lit > 0.0)
+            nloss = lc_lit * max(leafn, 0.0) / leafc
+            lit = min(lc_lit / lflitcn, nloss)
+            ln_lit = lit if split else 0.0
+            ln_retr = nloss - lit if split else 0.0
+            fn_lit = fc_lit * max(frootn, 0.0) / frootc if frootc > 0.0 else 0.0
+            ps[LEAFC, p, m] = leafc - dt * lc_lit
+            ps[FROOTC, p, m] = frootc - dt * fc_lit
+            ps[LEAFC + NC0, p, m] = leafn - dt * (ln_lit + ln_retr)
+            ps[FROOTC + NC0, p, m] = frootn - dt * fn_lit
             ps[RETRANSN, p, m] += dt * ln_retr
             pf[F_LEAFC_TO_LITTER, p, m] = lc_lit
             pf[F_FROOTC_TO_LITTER, p, m] = fc_lit
             pf[F_LEAFN_TO_RETRANSN, p, m] = ln_retr
-            # to the column litter pools (per m2 of column: weighted by the patch weight)
-            lit_c1 = lc_lit * pft.lf_flab[ivt] + fc_lit * pft.fr_flab[ivt]
-            lit_c2 = lc_lit * pft.lf_fcel[ivt] + fc_lit * pft.fr_fcel[ivt]
-            lit_c3 = lc_lit * pft.lf_flig[ivt] + fc_lit * pft.fr_flig[ivt]
-            lit_n1 = ln_lit * pft.lf_flab[ivt] + fn_lit * pft.fr_flab[ivt]
-            lit_n2 = ln_lit * pft.lf_fcel[ivt] + fn_lit * pft.fr_fcel[ivt]
-            lit_n3 = ln_lit * pft.lf_flig[ivt] + fn_lit * pft.fr_flig[ivt]
-            cwd_c = 0.0
-            cwd_n = 0.0
+            # to the column litter pools (per m2 of column: weighted by the patch weight, below)
+            lc1[m] = lc_lit * lf_flab + fc_lit * fr_flab
+            lc2[m] = lc_lit * lf_fcel + fc_lit * fr_fcel
+            lc3[m] = lc_lit * lf_flig + fc_lit * fr_flig
+            ln1[m] = ln_lit * lf_flab + fn_lit * fr_flab
+            ln2[m] = ln_lit * lf_fcel + fn_lit * fr_fcel
+            ln3[m] = ln_lit * lf_flig + fn_lit * fr_flig
+            cwdc[m] = 0.0
+            cwdn[m] = 0.0
+            mortc[m] = 0.0
 
-            # ---- live wood turnover (woody PFTs) ----
-            if woody:
-                for ilive in (LIVESTEMC, LIVECROOTC):
+        # ---- live wood turnover (woody PFTs, CNLivewoodTurnover) ----
+        if woody:
+            for ilive in (LIVESTEMC, LIVECROOTC):
+                for m in range(nmem):
                     lc = max(ps[ilive, p, m], 0.0)
                     ln = max(ps[ilive + NC0, p, m], 0.0)
                     c2d = lwtop * lc
-                    if c2d > 0.0:
-                        nturn = c2d * ln / lc
-                        n2d = min(c2d / pft.deadwdcn[ivt], nturn)
-                        ps[ilive, p, m] -= dt * c2d
-                        ps[ilive + 3, p, m] += dt * c2d  # live -> dead of the same organ
-                        ps[ilive + NC0, p, m] -= dt * nturn
-                        ps[ilive + 3 + NC0, p, m] += dt * n2d
-                        ps[RETRANSN, p, m] += dt * (nturn - n2d)
+                    turn = c2d > 0.0
+                    nturn = c2d * ln / lc
+                    n2d = min(c2d / deadwdcn, nturn)
+                    ps[ilive, p, m] = ps[ilive, p, m] - dt * c2d if turn else ps[ilive, p, m]
+                    ps[ilive + 3, p, m] = ps[ilive + 3, p, m] + dt * c2d if turn else ps[ilive + 3, p, m]
+                    ps[ilive + NC0, p, m] = ps[ilive + NC0, p, m] - dt * nturn if turn else ps[ilive + NC0, p, m]
+                    ps[ilive + 3 + NC0, p, m] = (ps[ilive + 3 + NC0, p, m] + dt * n2d if turn
+                                                 else ps[ilive + 3 + NC0, p, m])
+                    ps[RETRANSN, p, m] = ps[RETRANSN, p, m] + dt * (nturn - n2d) if turn else ps[RETRANSN, p, m]
 
-            # ---- gap-phase mortality: every patch pool at rate mort ----
-            mort_c = 0.0
-            for t in range(NTISSUE):
-                for k in range(3):
-                    ic = 3 * t + k
-                    in_ = ic + NC0
-                    dc = mort * max(ps[ic, p, m], 0.0)
-                    dn = mort * max(ps[in_, p, m], 0.0)
-                    ps[ic, p, m] -= dt * dc
-                    ps[in_, p, m] -= dt * dn
-                    mort_c += dc
-                    if k > 0:  # storage and transfer: labile
-                        lit_c1 += dc
-                        lit_n1 += dn
-                    elif t == 0:
-                        lit_c1 += dc * pft.lf_flab[ivt]
-                        lit_c2 += dc * pft.lf_fcel[ivt]
-                        lit_c3 += dc * pft.lf_flig[ivt]
-                        lit_n1 += dn * pft.lf_flab[ivt]
-                        lit_n2 += dn * pft.lf_fcel[ivt]
-                        lit_n3 += dn * pft.lf_flig[ivt]
-                    elif t == 1:
-                        lit_c1 += dc * pft.fr_flab[ivt]
-                        lit_c2 += dc * pft.fr_fcel[ivt]
-                        lit_c3 += dc * pft.fr_flig[ivt]
-                        lit_n1 += dn * pft.fr_flab[ivt]
-                        lit_n2 += dn * pft.fr_fcel[ivt]
-                        lit_n3 += dn * pft.fr_flig[ivt]
-                    else:
-                        cwd_c += dc
-                        cwd_n += dn
-            for ig in (GRESP_STORAGE, GRESP_XFER):
+        # ---- gap-phase mortality: every patch pool at rate mort (CNGapMortality) ----
+        for t in range(NTISSUE):
+            for k in range(3):
+                ic = 3 * t + k
+                in_ = ic + NC0
+                if k > 0:  # storage and transfer: labile
+                    for m in range(nmem):
+                        dc = mort * max(ps[ic, p, m], 0.0)
+                        dn = mort * max(ps[in_, p, m], 0.0)
+                        ps[ic, p, m] -= dt * dc
+                        ps[in_, p, m] -= dt * dn
+                        mortc[m] += dc
+                        lc1[m] += dc
+                        ln1[m] += dn
+                elif t <= 1:  # leaf and fine root: litter fractions
+                    f1 = lf_flab if t == 0 else fr_flab
+                    f2 = lf_fcel if t == 0 else fr_fcel
+                    f3 = lf_flig if t == 0 else fr_flig
+                    for m in range(nmem):
+                        dc = mort * max(ps[ic, p, m], 0.0)
+                        dn = mort * max(ps[in_, p, m], 0.0)
+                        ps[ic, p, m] -= dt * dc
+                        ps[in_, p, m] -= dt * dn
+                        mortc[m] += dc
+                        lc1[m] += dc * f1
+                        lc2[m] += dc * f2
+                        lc3[m] += dc * f3
+                        ln1[m] += dn * f1
+                        ln2[m] += dn * f2
+                        ln3[m] += dn * f3
+                else:  # wood: coarse woody debris
+                    for m in range(nmem):
+                        dc = mort * max(ps[ic, p, m], 0.0)
+                        dn = mort * max(ps[in_, p, m], 0.0)
+                        ps[ic, p, m] -= dt * dc
+                        ps[in_, p, m] -= dt * dn
+                        mortc[m] += dc
+                        cwdc[m] += dc
+                        cwdn[m] += dn
+        for ig in (GRESP_STORAGE, GRESP_XFER):
+            for m in range(nmem):
                 dc = mort * max(ps[ig, p, m], 0.0)
                 ps[ig, p, m] -= dt * dc
-                mort_c += dc
-                lit_c1 += dc
+                mortc[m] += dc
+                lc1[m] += dc
+        for m in range(nmem):
             dn = mort * max(ps[RETRANSN, p, m], 0.0)
             ps[RETRANSN, p, m] -= dt * dn
-            lit_n1 += dn
-            pf[F_MORT_C, p, m] = mort_c
+            ln1[m] += dn
+            pf[F_MORT_C, p, m] = mortc[m]
 
-            # ---- round-off clamps of the patch pools touched here (accounted) ----
-            clamp_negative_pools(ps, p, m, NC0, NC0 + 20, XSMRPOOL, dt, pf, F_CLAMP_C, F_CLAMP_N)  # xsmrpool: debt
+        # ---- round-off clamps of the patch pools (accounted; xsmrpool may hold a debt) ----
+        for i in range(NC0 + 20):
+            if i == XSMRPOOL:
+                continue
+            ic = F_CLAMP_C if i < NC0 else F_CLAMP_N
+            for m in range(nmem):
+                x = ps[i, p, m]
+                neg = x < 0.0
+                pf[ic, p, m] = pf[ic, p, m] + -x / dt if neg else pf[ic, p, m]
+                ps[i, p, m] = 0.0 if neg else x
 
-            tot_c = lit_c1 + lit_c2 + lit_c3 + cwd_c
-            tot_n = lit_n1 + lit_n2 + lit_n3 + cwd_n
-            pf[F_LITFALL_C, p, m] = tot_c
-            pf[F_LITFALL_N, p, m] = tot_n
-            cs[LITR1C, c, m] += dt * wt * lit_c1
-            cs[LITR2C, c, m] += dt * wt * lit_c2
-            cs[LITR3C, c, m] += dt * wt * lit_c3
-            cs[CWDC, c, m] += dt * wt * cwd_c
-            cs[LITR1C + NCOL_C, c, m] += dt * wt * lit_n1
-            cs[LITR2C + NCOL_C, c, m] += dt * wt * lit_n2
-            cs[LITR3C + NCOL_C, c, m] += dt * wt * lit_n3
-            cs[CWDC + NCOL_C, c, m] += dt * wt * cwd_n
+        # ---- litter and CWD to the column (CNLitterToColumn) ----
+        dtw = dt * wt
+        for m in range(nmem):
+            pf[F_LITFALL_C, p, m] = lc1[m] + lc2[m] + lc3[m] + cwdc[m]
+            pf[F_LITFALL_N, p, m] = ln1[m] + ln2[m] + ln3[m] + cwdn[m]
+            cs[LITR1C, c, m] += dtw * lc1[m]
+            cs[LITR2C, c, m] += dtw * lc2[m]
+            cs[LITR3C, c, m] += dtw * lc3[m]
+            cs[CWDC, c, m] += dtw * cwdc[m]
+            cs[LITR1C + NCOL_C, c, m] += dtw * ln1[m]
+            cs[LITR2C + NCOL_C, c, m] += dtw * ln2[m]
+            cs[LITR3C + NCOL_C, c, m] += dtw * ln3[m]
+            cs[CWDC + NCOL_C, c, m] += dtw * cwdn[m]
 
 
 __all__ = ["crit_onset_gdd", "phenology"]
