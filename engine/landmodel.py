@@ -25,7 +25,7 @@ then Biogeophysics1, CanopyFluxes, Hydrology1, SoilTemperature, Hydrology2, CNEc
    w_p G_p and dG/dT = -sum_p w_p (cgrnd_p + 4 eps_g sigma T_g^3); the realised change dT of the top
    node updates the patch fluxes as CLM4.0 ``Biogeophysics2`` does: FIRA += 4 eps_g sigma T_g^3 dT,
    ground evaporation += cgrndl dT (with its latent heat into FGEV and EFLX_LH_TOT), FSH += (cgrnd -
-   htvp cgrndl) dT, FGR = G + dG/dT dT; the evaporation change is taken from the top soil layer in
+   htvp cgrndl) dT, FGR = G + dG/dT dT (``soil_fluxes``); the evaporation change is taken from the top soil layer in
    step 10 (the snow pack's sublimation of step 8 keeps its T_g^n value);
 10. soil water: infiltration, surface runoff, Richards equation, root uptake by rootr, evaporation,
     drainage (``soil_hydrology.soil_water``);
@@ -33,7 +33,7 @@ then Biogeophysics1, CanopyFluxes, Hydrology1, SoilTemperature, Hydrology2, CNEc
     LAI/SAI/heights from leaf C (``cn_canopy.veg_struct_update``);
 12. budget checks (below) and the history fields.
 
-Budgets, per column and member, every step (``check_budgets=True``), failures raise
+Budgets, per column and member, every step (``check_budgets=True``; sums in ``balance_check``), failures raise
 :class:`BudgetError` naming the global land-cell index, the member, the step and the residual:
 
 - energy (W/m2, tolerance 1e-6): sum_p w_p (FSA - FIRA - FSH - EFLX_LH_TOT) - (H' - H)/dt + A, with H
@@ -68,6 +68,8 @@ from kernels.physics import cn_canopy as CA
 from kernels.physics import cn_decomposition as DE
 from kernels.physics import cn_phenology as PH
 from kernels.physics import cn_state as S
+from kernels.physics.balance_check import budget_residuals, column_water_storage, soil_water_columns, within_tolerance
+from kernels.forcing import mean_cosz_columns, step_forcing_ok
 from kernels.physics.canopy_fluxes import canopy_fluxes, ground_surface_state
 from kernels.physics.canopy_hydrology import canopy_hydrology
 from kernels.physics.canopy_radiation import canopy_two_stream, solar_fluxes, sunlit_shaded_sla
@@ -79,6 +81,7 @@ from kernels.physics.longwave import canopy_emissivity, ground_emissivity
 from kernels.physics.snow import snow_water
 from kernels.physics.soil_hydrology import soil_water
 from kernels.physics.soil_layers import NLEVSOI, band_weights, soil_levels, to_depth_bands
+from kernels.physics.soil_fluxes import soil_fluxes_update
 from kernels.physics.soil_properties import column_rootr, patch_root_fractions, soil_params, soil_water_stress
 from kernels.physics.soil_temperature import column_heat_content, ground_temperature, soil_snow_temperature
 from kernels.physics.subgrid_average import patch_to_column
@@ -98,6 +101,15 @@ WTFACT_DEFAULT = 0.3
 #: Record spacing of the forcing (s): the declination of the solar geometry is that of the record
 #: interval's centre, as the forcing's coszen distribution of shortwave uses.
 FORCING_RECORD_SECONDS = 21600.0
+
+#: Plausible ranges of the step forcing (``kernels.forcing.STEP_FIELDS`` index, lower, upper bound);
+#: fields 5-9 (the shortwave components) must be >= 0.
+FORCING_BOUNDS = ((0, 150.0, 350.0), (1, 0.0, 0.1), (2, 3.0e4, 1.2e5), (3, 0.0, 100.0), (4, 0.0, 1000.0),
+                  (10, 0.0, 1.0), (11, 0.0, 1.0))
+_FORCING_LO = np.full(len(kf.STEP_FIELDS), -np.inf)
+_FORCING_HI = np.full(len(kf.STEP_FIELDS), np.inf)
+for _k, _lo, _hi in FORCING_BOUNDS:
+    _FORCING_LO[_k], _FORCING_HI[_k] = _lo, _hi
 
 #: History fields: name -> (units, long name, level): level "patch" (aggregated to the cell by PFT
 #: weight), "column", "levgrnd", "levsoi" or "band" (the study's four depth bands).
@@ -322,7 +334,8 @@ class LandModel:
                      "t_grnd", "sfc_liq", "sfc_ice", "rain_g", "snow_g", "evap_g", "qsub", "top_soil", "sub_excess",
                      "adv_snow", "res_snow", "gnet", "dgnet", "fgr_real", "snomelt", "res_heat", "qtran_col",
                      "surf", "infl", "drain", "zwt", "fsat", "adv_soil", "res_soil", "h_before", "h_after",
-                     "totc", "totn", "rc", "rn", "h2osno_old", "liq_tot", "lw4", "e_resid", "w_resid"):
+                     "totc", "totn", "rc", "rn", "h2osno_old", "liq_tot", "lw4", "e_resid", "w_resid",
+                     "h2osno", "dtg", "ice_tot", "w_before", "w_after", "tg_new", "evap_soil", "drain_pos"):
             w[name] = z2()
         for name in ("albsod", "albsoi", "albsnd", "albsni", "albgrd", "albgri", "solad", "solai"):
             w[name] = np.zeros((nc, 2, nm))
@@ -335,6 +348,7 @@ class LandModel:
                      "psnsun", "psnsha", "fpsn", "gpp", "cgrnd", "ustar", "err_veg", "niter", "cgrndl", "evap_corr"):
             w[name] = zp()
         w["rootr"] = np.zeros((npch, NLEVSOI, nm))
+        w["t_soi"] = np.zeros((nc, NLEVSOI, nm))  # contiguous copy of the soil levels of t_soisno (CN)
         w["rootr_col"] = np.zeros((nc, NLEVSOI, nm))
         w["h2osoi_vol"] = np.zeros((nc, NLEVSOI, nm))
         w["soilpsi"] = np.zeros((nc, DE.NLEV_DECOMP, nm))  # the layers decomposition and phenology read
@@ -357,10 +371,15 @@ class LandModel:
             out[cols] += wt[idx] * x[idx]
         return out
 
-    def _water_storage(self) -> np.ndarray:
-        st = self.state
-        soil = st.h2osoi_liq[:, :NLEVSOI, :].sum(axis=1) + st.h2osoi_ice[:, :NLEVSOI, :].sum(axis=1)
-        return self.to_column(st.h2ocan) + st.snow_ice + st.snow_liq + soil
+    def _water_storage(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Column water (mm): canopy (patch weighted) + snow ice and liquid + soil liquid and ice;
+        leaves the soil liquid sum in ``w["liq_tot"]``."""
+        st, w = self.state, self.w
+        out = np.empty((self.ncol, self.nm)) if out is None else out
+        soil_water_columns(st.h2osoi_liq, st.h2osoi_ice, NLEVSOI, w["liq_tot"], w["ice_tot"])
+        column_water_storage(self.patch_col, self.patch_wt, st.h2ocan, st.snow_ice, st.snow_liq, w["liq_tot"],
+                             w["ice_tot"], out)
+        return out
 
     def _heat_content(self, out):
         st = self.state
@@ -435,6 +454,8 @@ class LandModel:
 
     # ------------------------------------------------------------------------------------------
     def _fail(self, kind: str, resid: np.ndarray, tol: float, unit: str):
+        if within_tolerance(resid, tol):
+            return
         bad = ~(np.abs(resid) <= tol)
         if np.any(bad):
             c, m = np.argwhere(bad)[0]
@@ -443,18 +464,13 @@ class LandModel:
                 f"(lat {self.lat[c]:.2f}, lon {self.lon[c]:.2f}), member {int(m)}, residual {resid[c, m]:.3e} {unit} "
                 f"(tolerance {tol:.0e})")
 
-    def step(self, forcing_step: np.ndarray, time: float) -> StepDiagnostics:
-        """Advance one model step of length dt starting at ``time`` (s since 1 January 00 UTC, noleap
-        calendar; any multiple of the year is allowed) with ``forcing_step[12, cell, member]``
-        (``kernels.forcing.STEP_FIELDS`` order and units) for this block's cells."""
-        f = np.asarray(forcing_step, dtype=np.float64)
-        if f.shape != (len(kf.STEP_FIELDS), self.ncol, self.nm):
-            raise ValueError(f"step: forcing must have shape {(len(kf.STEP_FIELDS), self.ncol, self.nm)}, got {f.shape}")
+    def _forcing_error(self, f: np.ndarray):
+        """Raise ValueError naming the first non-finite, out-of-range or negative forcing value of ``f``
+        (called when ``kernels.forcing.step_forcing_ok`` found one)."""
         if not np.all(np.isfinite(f)):
             k, c, m = np.argwhere(~np.isfinite(f))[0]
             raise ValueError(f"step: forcing {kf.STEP_FIELDS[k]} is not finite at land cell {int(self.cells[c])}, member {m}")
-        for k, lo, hi in ((0, 150.0, 350.0), (1, 0.0, 0.1), (2, 3.0e4, 1.2e5), (3, 0.0, 100.0), (4, 0.0, 1000.0),
-                          (10, 0.0, 1.0), (11, 0.0, 1.0)):
+        for k, lo, hi in FORCING_BOUNDS:
             bad = (f[k] < lo) | (f[k] > hi)
             if np.any(bad):
                 c, m = np.argwhere(bad)[0]
@@ -463,7 +479,17 @@ class LandModel:
         if np.any(f[5:10] < 0.0):
             k, c, m = np.argwhere(f[5:10] < 0.0)[0]
             raise ValueError(f"step: forcing {kf.STEP_FIELDS[k + 5]} is negative at land cell {int(self.cells[c])}, member {m}")
-        f = np.ascontiguousarray(f)
+        raise AssertionError("step_forcing_ok and the checks above disagree")  # pragma: no cover
+
+    def step(self, forcing_step: np.ndarray, time: float) -> StepDiagnostics:
+        """Advance one model step of length dt starting at ``time`` (s since 1 January 00 UTC, noleap
+        calendar; any multiple of the year is allowed) with ``forcing_step[12, cell, member]``
+        (``kernels.forcing.STEP_FIELDS`` order and units) for this block's cells."""
+        f = np.ascontiguousarray(forcing_step, dtype=np.float64)
+        if f.shape != (len(kf.STEP_FIELDS), self.ncol, self.nm):
+            raise ValueError(f"step: forcing must have shape {(len(kf.STEP_FIELDS), self.ncol, self.nm)}, got {f.shape}")
+        if not step_forcing_ok(f, _FORCING_LO, _FORCING_HI, 5, 10):
+            self._forcing_error(f)
         st, w, pft, cons, dt = self.state, self.w, self.pft, self.cons, self.dt
         pc, pp, pw = self.patch_col, self.patch_pft, self.patch_wt
         sp = self.sp
@@ -477,7 +503,7 @@ class LandModel:
         check = self.check_budgets
         if check:
             self._heat_content(w["h_before"])
-            w_before = self._water_storage()
+            self._water_storage(w["w_before"])
         S.cn_totals(pc, pw, ps, cs, w["totc"], w["totn"])
         if check and self._totc_end is not None:
             # C and N between the end of the last step and now changed only by the analysis term
@@ -493,11 +519,10 @@ class LandModel:
         t_rec = math.floor(t_year / FORCING_RECORD_SECONDS) * FORCING_RECORD_SECONDS
         decl, _e0 = kf.orbit(t_rec + 0.5 * FORCING_RECORD_SECONDS)
         coszen = w["coszen"]
-        for c in range(self.ncol):
-            coszen[c] = kf.mean_cosz(self.lat_r[c], self.lon_r[c], t_year, t_year + dt, decl)
+        mean_cosz_columns(self.lat_r, self.lon_r, t_year, t_year + dt, decl, coszen)
         dayl_factors(_daylength(self.lat_r, decl), self.max_dayl, w["fdayl"])
         # ---- 2. ground albedo
-        h2osno = st.snow_ice + st.snow_liq
+        h2osno = np.add(st.snow_ice, st.snow_liq, out=w["h2osno"])
         w["vol_top"][...] = st.h2osoi_liq[:, 0] / (self.dz[0] * DENH2O) + st.h2osoi_ice[:, 0] / (self.dz[0] * DENICE)
         soil_albedo(self.isoicol, w["vol_top"], SOIL_ALBSAT, SOIL_ALBDRY, w["albsod"], w["albsoi"])
         snow_albedo_bats(coszen, st.snow_age, w["albsnd"], w["albsni"])
@@ -559,25 +584,19 @@ class LandModel:
                               st.t_snow, st.snow_liq, st.snow_ice, st.snow_depth, st.t_soisno, st.h2osoi_liq,
                               st.h2osoi_ice, st.t_snow, st.snow_liq, st.snow_ice, st.snow_depth, w["fgr_real"],
                               w["snomelt"], w["res_heat"])
-        dtg = (w["fgr_real"] - w["gnet"]) / w["dgnet"]  # realised top-node change (K); dgnet < 0
-        dtg_p = dtg[pc]
-        lw4_p = w["lw4"][pc]
-        htvp_p = w["htvp"][pc]
-        w["evap_corr"][...] = w["cgrndl"] * dtg_p  # mm/s
-        dsh = (w["cgrnd"] - htvp_p * w["cgrndl"]) * dtg_p  # W/m2
-        w["fira"] += lw4_p * dtg_p
-        w["qevap_soi"] += w["evap_corr"]
-        w["fgev"] += htvp_p * w["evap_corr"]
-        w["lh"] += htvp_p * w["evap_corr"]
-        w["fsh_g"] += dsh
-        w["fsh"] += dsh
-        w["fgr"] -= (w["cgrnd"] + lw4_p) * dtg_p
-        sub_taken = w["qsub"] - w["sub_excess"]  # evaporation the snow pack supplied (mm/s)
+        # realised top-node change dtg (K; dgnet < 0) and the patch fluxes updated by it
+        dtg = w["dtg"]
+        soil_fluxes_update(pc, w["fgr_real"], w["gnet"], w["dgnet"], w["lw4"], w["htvp"], w["cgrnd"], w["cgrndl"],
+                           dtg, w["evap_corr"], w["fira"], w["qevap_soi"], w["fgev"], w["lh"], w["fsh_g"], w["fsh"],
+                           w["fgr"])
         patch_to_column(pc, pw, w["qevap_soi"], w["evap_g"])
-        snow_age_bats(dt, w["t_grnd"] + dtg, st.snow_ice + st.snow_liq, w["h2osno_old"], st.snow_age, st.snow_age)
+        snow_age_bats(dt, np.add(w["t_grnd"], dtg, out=w["tg_new"]), np.add(st.snow_ice, st.snow_liq, out=h2osno),
+                      w["h2osno_old"], st.snow_age, st.snow_age)
         # ---- 10. soil water
         column_rootr(pc, pw, w["qtran"], w["rootr"], w["qtran_col"], w["rootr_col"])
-        evap_soil = w["evap_g"] - sub_taken
+        # ground evaporation less what the snow pack supplied (qsub - sub_excess), mm/s
+        evap_soil = np.subtract(w["evap_g"], np.subtract(w["qsub"], w["sub_excess"], out=w["evap_soil"]),
+                                out=w["evap_soil"])
         soil_water(dt, self.z, self.dz, sp.watsat, sp.sucsat, sp.bsw, sp.hksat, self.wtfact, True, w["top_soil"],
                    evap_soil, w["qtran_col"], w["rootr_col"], st.t_soisno, st.h2osoi_liq, st.h2osoi_ice,
                    st.h2osoi_liq, w["h2osoi_vol"], w["surf"], w["infl"], w["drain"], w["zwt"], w["fsat"],
@@ -589,11 +608,10 @@ class LandModel:
         # ---- 12. budgets
         if check:
             self._heat_content(w["h_after"])
-            surf = self.to_column(w["fsa"] - w["fira"] - w["fsh"] - w["lh"])
-            w["e_resid"][...] = surf - (w["h_after"] - w["h_before"]) / dt + w["adv_snow"] + w["adv_soil"]
-            et = self.to_column(w["qevap_can"] + w["qtran"]) + w["evap_g"]
-            w["w_resid"][...] = ((rain + snow - et - w["surf"] - w["drain"]) * dt
-                                 - (self._water_storage() - w_before))
+            self._water_storage(w["w_after"])
+            budget_residuals(dt, pc, pw, w["fsa"], w["fira"], w["fsh"], w["lh"], w["qevap_can"], w["qtran"],
+                             w["h_before"], w["h_after"], w["adv_snow"], w["adv_soil"], w["evap_g"], rain, snow,
+                             w["surf"], w["drain"], w["w_before"], w["w_after"], w["e_resid"], w["w_resid"])
             self._fail("energy", w["e_resid"], ENERGY_TOL, "W/m2")
             self._fail("water", w["w_resid"], WATER_TOL, "mm")
             self._fail("carbon", w["rc"], CN_TOL, "gC/m2")
@@ -617,7 +635,8 @@ class LandModel:
         decl_prev, _ = kf.orbit((t_year - 0.5 * dt) % kf.SECONDS_PER_YEAR)
         dayl = _daylength(self.lat_r, decl)
         prev_dayl = _daylength(self.lat_r, decl_prev)
-        t_soi = np.ascontiguousarray(st.t_soisno[:, :nl])
+        t_soi = w["t_soi"]
+        t_soi[...] = st.t_soisno[:, :nl]
         pf[...] = 0.0
         cf[...] = 0.0
         # w["totc"], w["totn"]: the totals step() took at its start; nothing before this wrote ps or cs
@@ -629,8 +648,9 @@ class LandModel:
         AL.allocation_fluxes(pp, pc, pw, pft, dt, ps, pf, cf)
         DE.decomposition(dt, cs, cf)
         PH.phenology(pp, pc, pw, t_soi, w["soilpsi"], dayl, prev_dayl, pft, dt, ps, cs, pf)
-        w["liq_tot"][...] = st.h2osoi_liq[:, :nl].sum(axis=1)
-        DE.nitrogen_inputs_losses(pc, pw, ps, self.ndep, np.maximum(w["drain"], 0.0), w["liq_tot"], dt, cs, cf)
+        soil_water_columns(st.h2osoi_liq, st.h2osoi_ice, nl, w["liq_tot"], w["ice_tot"])
+        DE.nitrogen_inputs_losses(pc, pw, ps, self.ndep, np.maximum(w["drain"], 0.0, out=w["drain_pos"]), w["liq_tot"],
+                                  dt, cs, cf)
         CA.veg_struct_update(pp, pc, st.snow_depth, self.forc_hgt, pft, cons, dt, ps)
         AL.annual_update(pp, t2m, dt, ps, pf)
         S.cn_budget_residuals(pc, pw, w["totc"], w["totn"], ps, cs, pf, cf, dt, w["rc"], w["rn"])

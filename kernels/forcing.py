@@ -191,6 +191,35 @@ def mean_cosz(lat, lon, t1, t2, decl):
     return max(total / (h2 - h1), 0.0)
 
 
+@njit
+def mean_cosz_columns(lat, lon, t1, t2, decl, out):
+    """:func:`mean_cosz` for every column: ``out[c]`` = mean of max(cos(zenith), 0) over [t1, t2] (s,
+    UTC) at ``lat[c]``, ``lon[c]`` (rad), declination ``decl`` (rad); one call for a block of columns."""
+    for c in range(lat.shape[0]):
+        out[c] = mean_cosz(lat[c], lon[c], t1, t2, decl)
+
+
+@njit
+def step_forcing_ok(f, lo, hi, nonneg_first, nonneg_last):
+    """True when the step forcing ``f[field, c, m]`` (``STEP_FIELDS`` order) is finite everywhere,
+    within ``[lo[k], hi[k]]`` for every field k (bounds +-inf where a field has none) and >= 0 for the
+    fields ``nonneg_first <= k < nonneg_last``; one pass over the array. The caller names the first
+    offending value when this is False."""
+    nf, nc, nm = f.shape
+    nbad = 0
+    for k in range(nf):
+        a = lo[k]
+        b = hi[k]
+        zero = -math.inf if (k < nonneg_first or k >= nonneg_last) else 0.0
+        for c in range(nc):
+            for m in range(nm):
+                x = f[k, c, m]
+                # NaN fails every comparison; +-inf fails x - x == 0
+                good = (x - x == 0.0) & (x >= a) & (x <= b) & (x >= zero)
+                nbad += 0 if good else 1
+    return nbad == 0
+
+
 # ----------------------------------------------------------------------------------------------
 # Thermodynamics and radiation formulas
 # ----------------------------------------------------------------------------------------------

@@ -63,8 +63,9 @@ from __future__ import annotations
 
 import math
 
-from kernels._jit import njit
+from kernels._jit import njit, njit_inline
 from kernels.physics.constants import TFRZ
+from kernels.vmath import vexp
 
 #: number of solar bands (0 visible, 1 near-infrared), CLM's ``numrad``
 NUMRAD = 2
@@ -108,7 +109,7 @@ def leaf_orientation(xl, cosz):
     return chil, gdir, ext, avmu, asu_per_omega
 
 
-@njit
+@njit_inline
 def two_stream_solution(omega, betad, betai, avmu, ext, vai, albgd, albgi, direct):
     """Closed-form two-stream solution for one canopy, one band, unit incoming flux.
 
@@ -119,20 +120,25 @@ def two_stream_solution(omega, betad, betai, avmu, ext, vai, albgd, albgi, direc
     direct beam and diffuse flux transmitted to the ground, flux absorbed by the canopy (all per unit
     incoming). Terms as tech note eqs. 3.31-3.41 (b, c, d, f, h, sigma, s1 = exp(-h L),
     s2 = exp(-K L), with CLM's cap of h L and K L at 40); see the module docstring for the modes.
+
+    Written without calls or data-dependent branches (exponentials by ``kernels.vmath.vexp``, the
+    resonance guard on sigma as a select), and inlined, so that :func:`canopy_two_stream`'s loop over
+    members vectorises; ``direct`` is a constant at each call site.
     """
     b = 1.0 - omega + omega * betai
     c = omega * betai
-    h = math.sqrt(b * b - c * c) / avmu
+    h = math.sqrt(abs(b * b - c * c)) / avmu  # b^2 - c^2 = (1 - omega)(1 - omega + 2 omega beta) >= 0
     big = b + avmu * h  # mode amplitude B: mode 1 (U, D) = (c, B) e^{-hx}, mode 2 = (B, c) e^{-h(L-x)}
-    s1 = math.exp(-min(h * vai, 40.0))
+    s1 = vexp(-min(h * vai, 40.0))
     if direct:
-        s2 = math.exp(-min(ext * vai, 40.0))
+        s2 = vexp(-min(ext * vai, 40.0))
         tmp0 = avmu * ext
         d = tmp0 * omega * betad
         f = tmp0 * omega * (1.0 - betad)
         sigma = tmp0 * tmp0 - (b * b - c * c)
-        if abs(sigma) < 1.0e-10:  # K == h resonance: measure-zero case, keep the solution finite
-            sigma = 1.0e-10 if sigma >= 0.0 else -1.0e-10
+        # K == h resonance: measure-zero case, keep the solution finite
+        sig_min = 1.0e-10 if sigma >= 0.0 else -1.0e-10
+        sigma = sig_min if abs(sigma) < 1.0e-10 else sigma
         pu = -(d * (b - tmp0) + c * f) / sigma  # particular solution I_up = pu e^{-Kx}
         qd = -((b + tmp0) * f + c * d) / sigma  # particular solution I_dn = qd e^{-Kx}
         r1 = -qd
@@ -201,6 +207,11 @@ def canopy_two_stream(coszen, elai, esai, t_veg, fwet, patch_col, patch_pft, pft
     """
     npatch = elai.shape[0]
     nmem = elai.shape[1]
+    xl = pft.xl
+    rho_leaf = (pft.rholvis, pft.rholnir)
+    tau_leaf = (pft.taulvis, pft.taulnir)
+    rho_stem = (pft.rhosvis, pft.rhosnir)
+    tau_stem = (pft.tausvis, pft.tausnir)
     for p in range(npatch):
         c = patch_col[p]
         ivt = patch_pft[p]
@@ -220,44 +231,26 @@ def canopy_two_stream(coszen, elai, esai, t_veg, fwet, patch_col, patch_pft, pft
                 out_fsun[p, m] = 0.0
             continue
         cosz = max(0.001, cz)
-        chil, gdir, ext, avmu, asu_per_omega = leaf_orientation(pft.xl[ivt], cosz)
+        chil, gdir, ext, avmu, asu_per_omega = leaf_orientation(xl[ivt], cosz)
         for m in range(nmem):
             lai = elai[p, m]
-            if lai > 0.0:
-                if lai > 0.01:
-                    t1 = min(ext * lai, 40.0)
-                    out_fsun[p, m] = (1.0 - math.exp(-t1)) / t1
-                else:
-                    out_fsun[p, m] = 1.0
-            else:
-                out_fsun[p, m] = 0.0
+            t1 = min(ext * lai, 40.0)
+            fs = (1.0 - vexp(-t1)) / t1
+            fs = 1.0 if lai <= 0.01 else fs
+            out_fsun[p, m] = fs if lai > 0.0 else 0.0
         for ib in range(NUMRAD):
-            if ib == 0:
-                rhol = pft.rholvis[ivt]
-                taul = pft.taulvis[ivt]
-                rhos = pft.rhosvis[ivt]
-                taus = pft.tausvis[ivt]
-                omegas = OMEGAS_VIS
-            else:
-                rhol = pft.rholnir[ivt]
-                taul = pft.taulnir[ivt]
-                rhos = pft.rhosnir[ivt]
-                taus = pft.tausnir[ivt]
-                omegas = OMEGAS_NIR
+            rhol = rho_leaf[ib][ivt]
+            taul = tau_leaf[ib][ivt]
+            rhos = rho_stem[ib][ivt]
+            taus = tau_stem[ib][ivt]
+            omegas = OMEGAS_VIS if ib == 0 else OMEGAS_NIR
+            chil_term = ((1.0 + chil) / 2.0) ** 2
+            # member loop without branches (vectorised): both cases computed, the result selected
             for m in range(nmem):
                 vai = elai[p, m] + esai[p, m]
                 agd = albgrd[c, ib, m]
                 agi = albgri[c, ib, m]
-                if not vai > 0.0:
-                    out_albd[p, ib, m] = agd
-                    out_albi[p, ib, m] = agi
-                    out_fabd[p, ib, m] = 0.0
-                    out_fabi[p, ib, m] = 0.0
-                    out_ftdd[p, ib, m] = 1.0
-                    out_ftid[p, ib, m] = 0.0
-                    out_ftii[p, ib, m] = 1.0
-                    out_omega[p, ib, m] = 0.0
-                    continue
+                veg = vai > 0.0
                 wl = elai[p, m] / max(vai, MPE)
                 ws = esai[p, m] / max(vai, MPE)
                 rho = max(rhol * wl + rhos * ws, MPE)
@@ -265,26 +258,26 @@ def canopy_two_stream(coszen, elai, esai, t_veg, fwet, patch_col, patch_pft, pft
                 omegal = rho + tau
                 asu = omegal * asu_per_omega
                 betadl = (1.0 + avmu * ext) / (omegal * avmu * ext) * asu
-                betail = 0.5 * ((rho + tau) + (rho - tau) * ((1.0 + chil) / 2.0) ** 2) / omegal
-                if t_veg[p, m] > TFRZ:
-                    omega = omegal
-                    betad = betadl
-                    betai = betail
-                else:
-                    fw = fwet[p, m]
-                    omega = (1.0 - fw) * omegal + fw * omegas
-                    betad = ((1.0 - fw) * omegal * betadl + fw * omegas * BETAS) / omega
-                    betai = ((1.0 - fw) * omegal * betail + fw * omegas * BETAS) / omega
-                out_omega[p, ib, m] = omega
-                alb, ftd, fti, fab = two_stream_solution(omega, betad, betai, avmu, ext, vai, agd, agi, True)
-                out_albd[p, ib, m] = alb
-                out_ftdd[p, ib, m] = ftd
-                out_ftid[p, ib, m] = fti
-                out_fabd[p, ib, m] = fab
-                alb, ftd, fti, fab = two_stream_solution(omega, betad, betai, avmu, ext, vai, agd, agi, False)
-                out_albi[p, ib, m] = alb
-                out_ftii[p, ib, m] = fti
-                out_fabi[p, ib, m] = fab
+                betail = 0.5 * ((rho + tau) + (rho - tau) * chil_term) / omegal
+                fw = fwet[p, m]
+                omega_s = (1.0 - fw) * omegal + fw * omegas
+                betad_s = ((1.0 - fw) * omegal * betadl + fw * omegas * BETAS) / omega_s
+                betai_s = ((1.0 - fw) * omegal * betail + fw * omegas * BETAS) / omega_s
+                warm = t_veg[p, m] > TFRZ
+                omega = omegal if warm else omega_s
+                betad = betadl if warm else betad_s
+                betai = betail if warm else betai_s
+                albd, ftdd, ftid, fabd = two_stream_solution(omega, betad, betai, avmu, ext, vai, agd, agi, True)
+                albi, _ftd, ftii, fabi = two_stream_solution(omega, betad, betai, avmu, ext, vai, agd, agi, False)
+                # no exposed leaf or stem area: bare ground
+                out_omega[p, ib, m] = omega if veg else 0.0
+                out_albd[p, ib, m] = albd if veg else agd
+                out_ftdd[p, ib, m] = ftdd if veg else 1.0
+                out_ftid[p, ib, m] = ftid if veg else 0.0
+                out_fabd[p, ib, m] = fabd if veg else 0.0
+                out_albi[p, ib, m] = albi if veg else agi
+                out_ftii[p, ib, m] = ftii if veg else 1.0
+                out_fabi[p, ib, m] = fabi if veg else 0.0
 
 
 @njit
