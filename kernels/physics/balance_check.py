@@ -11,6 +11,7 @@ so the results are the same bits for any block of columns.
 from __future__ import annotations
 
 from kernels._jit import njit
+from kernels.physics.subgrid_average import patch_to_column
 
 
 @njit
@@ -38,14 +39,7 @@ def column_water_storage(patch_col, patch_wt, h2ocan, snow_ice, snow_liq, soil_l
     patch_col[p], patch_wt[p] (1); h2ocan[p, m] (mm); snow_ice, snow_liq, soil_liq, soil_ice [c, m]
     (mm); writes out[c, m] (mm)."""
     ncol, nm = out.shape
-    for c in range(ncol):
-        for m in range(nm):
-            out[c, m] = 0.0
-    for p in range(patch_col.shape[0]):
-        c = patch_col[p]
-        w = patch_wt[p]
-        for m in range(nm):
-            out[c, m] += w * h2ocan[p, m]
+    patch_to_column(patch_col, patch_wt, h2ocan, out)
     for c in range(ncol):
         for m in range(nm):
             out[c, m] = out[c, m] + snow_ice[c, m] + snow_liq[c, m] + (soil_liq[c, m] + soil_ice[c, m])
