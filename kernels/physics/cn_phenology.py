@@ -122,6 +122,22 @@ def _transfer_rates(onset_now, flush, on, onc, bgtr, dt):
     return min(f_s2x, 1.0 / dt), min(f_x2d, 1.0 / dt)
 
 
+@njit_inline
+def _store_season_state(ps, p, m, off, offc, dorm, days_active, prevl, prevf, on, onc, gddflag, gdd):
+    """Write the onset/offset state shared by the seasonal- and stress-deciduous phenologies back into
+    ``ps[:, p, m]``."""
+    ps[OFFSET_FLAG, p, m] = off
+    ps[OFFSET_COUNTER, p, m] = offc
+    ps[DORMANT_FLAG, p, m] = dorm
+    ps[DAYS_ACTIVE, p, m] = days_active
+    ps[PREV_LEAFC_TO_LITTER, p, m] = prevl
+    ps[PREV_FROOTC_TO_LITTER, p, m] = prevf
+    ps[ONSET_FLAG, p, m] = on
+    ps[ONSET_COUNTER, p, m] = onc
+    ps[ONSET_GDDFLAG, p, m] = gddflag
+    ps[ONSET_GDD, p, m] = gdd
+
+
 @njit
 def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, pft, dt, ps, cs, pf):
     """One step of CLM4CN phenology, litterfall, live-wood turnover and gap mortality for every patch
@@ -224,16 +240,7 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
                 offc = NDAYS_OFF * SECSPDAY if go_off else offc
                 prevl = 0.0 if go_off else prevl
                 prevf = 0.0 if go_off else prevf
-                ps[OFFSET_FLAG, p, m] = off
-                ps[OFFSET_COUNTER, p, m] = offc
-                ps[DORMANT_FLAG, p, m] = dorm
-                ps[DAYS_ACTIVE, p, m] = days_active
-                ps[PREV_LEAFC_TO_LITTER, p, m] = prevl
-                ps[PREV_FROOTC_TO_LITTER, p, m] = prevf
-                ps[ONSET_FLAG, p, m] = on
-                ps[ONSET_COUNTER, p, m] = onc
-                ps[ONSET_GDDFLAG, p, m] = gddflag
-                ps[ONSET_GDD, p, m] = gdd
+                _store_season_state(ps, p, m, off, offc, dorm, days_active, prevl, prevf, on, onc, gddflag, gdd)
                 ps[BGLFR, p, m] = 0.0
                 ps[BGTR, p, m] = 0.0
                 ps[LGSF, p, m] = 0.0
@@ -296,16 +303,7 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
                 lgsf = max(min((days_active - DAYSPYR) / DAYSPYR, 1.0), 0.0)
                 bglfr = 0.0 if off == 1.0 else lgsf / bglfr_stress
                 bgtr = 0.0 if ((on == 1.0) | (dorm == 1.0)) else lgsf / (DAYSPYR * SECSPDAY)
-                ps[OFFSET_FLAG, p, m] = off
-                ps[OFFSET_COUNTER, p, m] = offc
-                ps[DORMANT_FLAG, p, m] = dorm
-                ps[DAYS_ACTIVE, p, m] = days_active
-                ps[PREV_LEAFC_TO_LITTER, p, m] = prevl
-                ps[PREV_FROOTC_TO_LITTER, p, m] = prevf
-                ps[ONSET_FLAG, p, m] = on
-                ps[ONSET_COUNTER, p, m] = onc
-                ps[ONSET_GDDFLAG, p, m] = gddflag
-                ps[ONSET_GDD, p, m] = gdd
+                _store_season_state(ps, p, m, off, offc, dorm, days_active, prevl, prevf, on, onc, gddflag, gdd)
                 ps[ONSET_FDD, p, m] = fdd
                 ps[ONSET_SWI, p, m] = swi
                 ps[OFFSET_FDD, p, m] = ofdd
