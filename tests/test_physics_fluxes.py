@@ -621,3 +621,67 @@ def test_canopy_water_budget_through_interception_and_evaporation():
     resid = (rain + snow) * dt - (grnd_r + grnd_s) * dt - o["evapcan"] * dt - (o["h2ocan"] - w0)
     assert np.max(np.abs(resid)) < 1e-9
     assert np.all(o["h2ocan"] >= 0.0) and np.any(o["evapcan"][:3] > 0.0)
+
+
+def _random_member_inputs(rng, pfts, nm):
+    """canopy_fluxes arguments for one column of the given PFT patches with every member in its own
+    conditions (day and night, stable and unstable, wet and dry, sparse and dense canopies)."""
+    npch = len(pfts)
+    pp = np.array(pfts, np.int64)
+    ta = rng.uniform(250.0, 315.0, (1, nm))
+    tg = ta + rng.uniform(-12.0, 20.0, (1, nm))
+    pbot = np.full((1, nm), 1e5)
+    q = rng.uniform(0.1, 0.95, (1, nm)) * np.vectorize(lambda t: sat.qsat(t, 1e5)[2])(ta)
+    qsg = np.vectorize(lambda t: sat.qsat(t, 1e5)[2])(tg)
+    qg = 0.9 * qsg
+    dqgdt = np.vectorize(lambda t: sat.qsat(t, 1e5)[3])(tg) * 0.9
+    el = rng.uniform(0.0, 7.0, (npch, nm))
+    es = rng.uniform(0.0, 1.5, (npch, nm))
+    el[pp == 0] = 0.0
+    es[pp == 0] = 0.0
+    vai = el + es
+    sv = rng.uniform(0.0, 600.0, (npch, nm)) * (rng.uniform(size=(1, nm)) < 0.6)
+    sv[vai < VAI_MIN] = 0.0
+    par = sv * 0.4
+    w = rng.uniform(0.0, 0.5, (npch, nm))
+    fwet = np.zeros_like(w)
+    fdry = np.zeros_like(w)
+    for i in range(npch):
+        for m in range(nm):
+            fwet[i, m], fdry[i, m] = chm.wet_fraction(w[i, m], el[i, m], es[i, m])
+    ins = [np.zeros(npch, np.int64), pp, ta, q, pbot, rng.uniform(0.2, 20.0, (1, nm)), rng.uniform(180.0, 450.0, (1, nm)),
+           tg, qg, dqgdt, rng.uniform(0.01, 1.0, (1, nm)), np.full((1, nm), HVAP), np.full((1, nm), 0.01),
+           np.full((1, nm), 0.96), rng.uniform(0.0, 0.1, (1, nm)), el, es, rng.uniform(0.3, 35.0, (npch, nm)), sv,
+           rng.uniform(0.0, 200.0, (npch, nm)), 1 - np.exp(-vai), el * 0.4, el * 0.6, par, par * 0.3, *_sla(pp, el),
+           np.ones(1), rng.uniform(0.0, 1.0, (npch, nm)), w, fwet, fdry, ta + rng.uniform(-5.0, 5.0, (npch, nm)),
+           30.0, 379.0, 1800.0, PFT, CONS]
+    return ins
+
+
+def _run_members(ins, members):
+    """canopy_fluxes on the given members only (member axis sliced); returns the stacked outputs."""
+    sl = [a[..., members].copy() if isinstance(a, np.ndarray) and a.ndim == 2 else a for a in ins]
+    npch, nm = sl[15].shape
+    outs = [np.zeros((npch, nm)) for _ in range(30)]
+    outs[28] = np.zeros((npch, nm), np.int64)  # out_niter
+    cfm.canopy_fluxes(*sl, *outs)
+    return outs
+
+
+def test_each_member_solved_as_if_alone():
+    """The T_v iteration streams the vegetated members of all patches through vector lanes and refills a
+    lane when its member stops; every member must still do exactly its own CLM iteration: the full
+    ensemble, each member alone and the members in reverse order give the same bits."""
+    rng = np.random.default_rng(11)
+    nm = 45  # not a multiple of the lane count
+    ins = _random_member_inputs(rng, [0, 2, 4, 7, 12, 13, 14], nm)
+    full = _run_members(ins, np.arange(nm))
+    niter = full[28]
+    assert niter.min() < niter.max()  # the members really stop at different passes
+    rev = _run_members(ins, np.arange(nm)[::-1])
+    for a, b in zip(full, rev):
+        assert np.array_equal(a[:, ::-1], b, equal_nan=True)
+    for m in range(0, nm, 4):
+        one = _run_members(ins, np.array([m]))
+        for a, b in zip(full, one):
+            assert np.array_equal(a[:, m], b[:, 0], equal_nan=True)

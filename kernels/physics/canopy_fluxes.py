@@ -91,8 +91,8 @@ _RIA = 0.5  # Sakaguchi and Zeng (2009) gamma for the stable under-canopy C_s
 _LAI_DL = 0.5  # plant litter area index (m2/m2)
 _Z_DL = 0.05  # litter layer thickness (m)
 _NITER_BARE = 3  # BareGroundFluxes stability iterations
-#: Members iterated together (lanes of one chunk of the T_v iteration; 8 doubles = one AVX-512 register).
-_LANES = 8
+#: Members iterated together (lanes of the T_v iteration: four AVX-512 registers of 8 doubles).
+_LANES = 32
 
 
 @njit
@@ -210,73 +210,78 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     the ground fluxes to the new T_g with them after the soil temperature solve, as CLM4.0
     ``Biogeophysics2`` does).
 
-    Implementation: the T_v iteration of a patch's vegetated members runs in lockstep over chunks of
-    ``_LANES`` members (fixed-width lane loops that the compiler vectorises: the exponentials,
-    logarithms and powers are ``kernels.vmath``'s, plain arithmetic, and every phase runs over all
-    lanes, stopped ones included, whose results are then ignored). Every member does exactly the operations of its own
-    member-by-member iteration, including its own number of passes and stopping test, so the results
-    are bit-identical to iterating one member after the other (no fast-math, no reassociation).
+    Implementation: the T_v iterations of the vegetated members of all patches are streamed through
+    ``_LANES`` lanes (fixed-width lane loops that the compiler vectorises: the exponentials, logarithms
+    and powers are ``kernels.vmath``'s, plain arithmetic, and every phase runs over all lanes, stopped
+    ones included, whose results are then ignored); a lane whose member stops is loaded with the next
+    waiting member before the next pass, so lanes idle only at the end of the call. 32 lanes (four
+    AVX-512 vectors per phase) let the core overlap the latency-bound polynomial chains of independent
+    vectors: 0.70 -> 0.57 us per patch-member-step against 8 lanes in lockstep per patch (measured on
+    the physics benchmark's case). Every member does exactly the operations of its own member-by-member
+    iteration, including its own number of passes and stopping test, so the results are bit-identical
+    to iterating one member after the other (no fast-math, no reassociation; tested).
     """
     npatch, nmem = elai.shape
-    # Lockstep layout (results bit-identical to iterating one member after the other): per patch, the
-    # set-up of every vegetated member goes into the (nmem,) arrays a_* (member-indexed), the T_v
-    # iteration then runs over chunks of _LANES vegetated members in lockstep (lane buffers L_*), each
-    # lane with exactly its own sequence of iterations and its own stopping test; a lane that stops
-    # writes its last-iteration values back into a_*, from which the per-member results are formed.
-    act = np.empty(nmem, dtype=np.int64)
-    isveg = np.zeros(nmem, dtype=np.bool_)
+    # Streamed layout (results bit-identical to iterating one member after the other): the set-up of
+    # every vegetated member goes into the (npatch, nmem) arrays a_*, the T_v iteration then streams the
+    # vegetated members through _LANES lanes (lane buffers L_*), each lane with exactly its own sequence
+    # of iterations and its own stopping test; a lane that stops writes its last-iteration values back
+    # into a_*, from which the per-member results are formed, and takes the next waiting member.
+    items = np.empty(npatch * nmem, dtype=np.int64)  # p * nmem + m of the vegetated members, in order
+    isveg = np.zeros((npatch, nmem), dtype=np.bool_)
     # invariants of the iteration (per member)
-    a_thm = np.empty(nmem)
-    a_zldis = np.empty(nmem)
-    a_z0mv = np.empty(nmem)
-    a_lnz = np.empty(nmem)
-    a_air = np.empty(nmem)
-    a_bir = np.empty(nmem)
-    a_cir = np.empty(nmem)
-    a_tg4 = np.empty(nmem)
-    a_rho = np.empty(nmem)
-    a_thv = np.empty(nmem)
-    a_ur = np.empty(nmem)
-    a_wcan_dt = np.empty(nmem)
-    a_wext = np.empty(nmem)
-    a_edl = np.empty(nmem)
-    a_co2 = np.empty(nmem)
-    a_o2 = np.empty(nmem)
+    a_thm = np.empty((npatch, nmem))
+    a_zldis = np.empty((npatch, nmem))
+    a_z0mv = np.empty((npatch, nmem))
+    a_lnz = np.empty((npatch, nmem))
+    a_air = np.empty((npatch, nmem))
+    a_bir = np.empty((npatch, nmem))
+    a_cir = np.empty((npatch, nmem))
+    a_tg4 = np.empty((npatch, nmem))
+    a_rho = np.empty((npatch, nmem))
+    a_thv = np.empty((npatch, nmem))
+    a_ur = np.empty((npatch, nmem))
+    a_wcan_dt = np.empty((npatch, nmem))
+    a_wext = np.empty((npatch, nmem))
+    a_edl = np.empty((npatch, nmem))
+    a_co2 = np.empty((npatch, nmem))
+    a_o2 = np.empty((npatch, nmem))
     # first guesses of the iteration
-    a_tv = np.empty(nmem)
-    a_el = np.empty(nmem)
-    a_qsatl = np.empty(nmem)
-    a_qsatldt = np.empty(nmem)
-    a_taf = np.empty(nmem)
-    a_qaf = np.empty(nmem)
-    a_delq = np.empty(nmem)
-    a_um = np.empty(nmem)
-    a_obu = np.empty(nmem)
+    a_tv = np.empty((npatch, nmem))
+    a_el = np.empty((npatch, nmem))
+    a_qsatl = np.empty((npatch, nmem))
+    a_qsatldt = np.empty((npatch, nmem))
+    a_taf = np.empty((npatch, nmem))
+    a_qaf = np.empty((npatch, nmem))
+    a_delq = np.empty((npatch, nmem))
+    a_um = np.empty((npatch, nmem))
+    a_obu = np.empty((npatch, nmem))
     # values of the last iteration (written back when a member stops; used after the loop)
-    a_itlef = np.empty(nmem, dtype=np.int64)
-    a_tlbef = np.empty(nmem)
-    a_dtveg = np.empty(nmem)
-    a_ustar = np.empty(nmem)
-    a_temp1 = np.empty(nmem)
-    a_obufv = np.empty(nmem)
-    a_wtg = np.empty(nmem)
-    a_wtal = np.empty(nmem)
-    a_wtl0 = np.empty(nmem)
-    a_wta0 = np.empty(nmem)
-    a_wtgq = np.empty(nmem)
-    a_wtalq = np.empty(nmem)
-    a_rssun = np.empty(nmem)
-    a_rssha = np.empty(nmem)
-    a_psnsun = np.empty(nmem)
-    a_psnsha = np.empty(nmem)
-    a_evap = np.empty(nmem)
-    a_tran = np.empty(nmem)
-    a_shveg = np.empty(nmem)
-    a_dth = np.empty(nmem)
-    a_dqh = np.empty(nmem)
-    # lane buffers of the chunked iteration: one row per quantity, one column per lane; a single
-    # (rows, _LANES) block so that the lane loops have a fixed trip count and provably disjoint rows
-    lanes = np.empty((84, _LANES))
+    a_itlef = np.empty((npatch, nmem), dtype=np.int64)
+    a_tlbef = np.empty((npatch, nmem))
+    a_dtveg = np.empty((npatch, nmem))
+    a_ustar = np.empty((npatch, nmem))
+    a_temp1 = np.empty((npatch, nmem))
+    a_obufv = np.empty((npatch, nmem))
+    a_wtg = np.empty((npatch, nmem))
+    a_wtal = np.empty((npatch, nmem))
+    a_wtl0 = np.empty((npatch, nmem))
+    a_wta0 = np.empty((npatch, nmem))
+    a_wtgq = np.empty((npatch, nmem))
+    a_wtalq = np.empty((npatch, nmem))
+    a_rssun = np.empty((npatch, nmem))
+    a_rssha = np.empty((npatch, nmem))
+    a_psnsun = np.empty((npatch, nmem))
+    a_psnsha = np.empty((npatch, nmem))
+    a_evap = np.empty((npatch, nmem))
+    a_tran = np.empty((npatch, nmem))
+    a_shveg = np.empty((npatch, nmem))
+    a_dth = np.empty((npatch, nmem))
+    a_dqh = np.empty((npatch, nmem))
+    # lane buffers of the streamed iteration: one row per quantity, one column per lane; a single
+    # (rows, _LANES) block so that the lane rows are provably disjoint (ones: lanes that never get a
+    # member, when there are fewer than _LANES, compute on harmless finite values)
+    lanes = np.ones((92, _LANES))
     # trip count of the compute phases' lane loops, read from the array so that it is not a compile-time
     # constant: LLVM fully unrolls constant 8-trip loops and then leaves them scalar, but vectorises these
     nlane = lanes.shape[1]
@@ -367,30 +372,32 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     L_ssha = lanes[81]
     L_umnew = lanes[82]
     L_obunew = lanes[83]
+    L_sqdl = lanes[84]
+    L_lcn = lanes[85]
+    L_fdl = lanes[86]
+    L_flnr = lanes[87]
+    L_c3 = lanes[88]
+    L_mp = lanes[89]
+    L_qe25 = lanes[90]
     done = np.empty(_LANES, dtype=np.bool_)
-    lmem = np.empty(_LANES, dtype=np.int64)
+    lp = np.empty(_LANES, dtype=np.int64)
+    lm = np.empty(_LANES, dtype=np.int64)
     nmoz = np.empty(_LANES, dtype=np.int64)
     itl = np.empty(_LANES, dtype=np.int64)
+    sqrt_dleaf = np.empty(npatch)  # iteration-invariant factor of cfl
+    nveg = 0
     for p in range(npatch):
         c = patch_col[p]
         ivt = patch_pft[p]
         veg_pft = ivt > 0
         z0mr = pft.z0mr[ivt]
         displar = pft.displar[ivt]
-        sqrt_dleaf = math.sqrt(pft.dleaf[ivt])  # iteration-invariant factor of cfl
-        # per-PFT factors of photosynthesis.vcmax_leaf and _ci_iteration
-        leafcn = pft.leafcn[ivt]
-        fdl = fdayl[c]
-        flnr = pft.flnr[ivt]
-        c3psn = pft.c3psn[ivt]
-        mp = pft.mp[ivt]
-        qe25 = pft.qe25[ivt]
+        sqrt_dleaf[p] = math.sqrt(pft.dleaf[ivt])
         # ---------------- vegetated members: set-up (CLM4.0 CanopyFluxes before the iteration) ----------------
-        nact = 0
         for m in range(nmem):
             vai = elai[p, m] + esai[p, m]
             veg = veg_pft and vai >= VAI_MIN and htop[p, m] > 0.0
-            isveg[m] = veg
+            isveg[p, m] = veg
             if not veg:
                 continue
             pbot = forc_pbot[c, m]
@@ -399,351 +406,370 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             tg = t_grnd[c, m]
             lw = forc_lwrad[c, m]
             eg = emg[c, m]
-            a_rho[m] = air_density(forc_t[c, m], q, pbot)
+            a_rho[p, m] = air_density(forc_t[c, m], q, pbot)
             thv = th * (1.0 + 0.61 * q)
-            a_thv[m] = thv
+            a_thv[p, m] = thv
             ur = max(1.0, forc_wind[c, m])
-            a_ur[m] = ur
+            a_ur[p, m] = ur
             hgt = forc_hgt + z0mr * htop[p, m] + displar * htop[p, m]
             thm = forc_t[c, m] + 0.0098 * hgt
-            a_thm[m] = thm
+            a_thm[p, m] = thm
             z0mv, displa = canopy_roughness(z0mr, displar, htop[p, m], elai[p, m], esai[p, m], z0mg[c, m])
-            a_z0mv[m] = z0mv
+            a_z0mv[p, m] = z0mv
             zldis = hgt - displa
-            a_zldis[m] = zldis
+            a_zldis[p, m] = zldis
             ev = emv[p, m]
-            a_air[m] = ev * (1.0 + (1.0 - ev) * (1.0 - eg)) * lw
-            a_bir[m] = -(2.0 - ev * (1.0 - eg)) * ev * SB
-            a_cir[m] = ev * eg * SB
-            a_tg4[m] = tg ** 4
+            a_air[p, m] = ev * (1.0 + (1.0 - ev) * (1.0 - eg)) * lw
+            a_bir[p, m] = -(2.0 - ev * (1.0 - eg)) * ev * SB
+            a_cir[p, m] = ev * eg * SB
+            a_tg4[p, m] = tg ** 4
             tv = t_veg[p, m]
-            a_tv[m] = tv
+            a_tv[p, m] = tv
             el, _d, qsatl, qsatldt = qsat(tv, pbot)
-            a_el[m] = el
-            a_qsatl[m] = qsatl
-            a_qsatldt[m] = qsatldt
-            a_co2[m] = co2_ppmv * 1.0e-6 * pbot
-            a_o2[m] = O2_MOLAR * pbot
-            a_wcan_dt[m] = h2ocan[p, m] / dt
+            a_el[p, m] = el
+            a_qsatl[p, m] = qsatl
+            a_qsatldt[p, m] = qsatldt
+            a_co2[p, m] = co2_ppmv * 1.0e-6 * pbot
+            a_o2[p, m] = O2_MOLAR * pbot
+            a_wcan_dt[p, m] = h2ocan[p, m] / dt
             taf = (tg + thm) / 2.0
             qaf = (q + qg[c, m]) / 2.0
-            a_taf[m] = taf
-            a_qaf[m] = qaf
+            a_taf[p, m] = taf
+            a_qaf[p, m] = qaf
             dth = thm - taf
             dqh = q - qaf
-            a_delq[m] = qg[c, m] - qaf
+            a_delq[p, m] = qg[c, m] - qaf
             dthv = dth * (1.0 + 0.61 * q) + 0.61 * th * dqh
             um, obu = monin_obukhov_ini(ur, thv, dthv, zldis, z0mv)
-            a_um[m] = um
-            a_obu[m] = obu
-            a_wext[m] = math.exp(-vai)
+            a_um[p, m] = um
+            a_obu[p, m] = obu
+            a_wext[p, m] = math.exp(-vai)
             fsno_dl = snowdp[c, m] / _Z_DL
             elai_dl = _LAI_DL * (1.0 - min(fsno_dl, 1.0))
-            a_edl[m] = math.exp(-elai_dl)
-            a_lnz[m] = math.log(zldis / z0mv)
-            act[nact] = m
-            nact += 1
-        # ---------------- the T_v iteration: vegetated members in chunks of _LANES lanes ----------------
-        # Each lane is one member; the phases below run over all lanes of the chunk, without calls or
-        # branches the compiler cannot turn into selects, so that they vectorise; only the bookkeeping
-        # of (6) is per lane. A lane that stops (CLM's convergence
-        # test or itlef > itmax) has its values copied out at that iteration and is then ignored
-        # (padding lanes of the last chunk start stopped). CLM's ``do while (itlef <= itmax)``: every
-        # member enters with itlef = 0 <= ITMAX.
-        for ch in range(0, nact, _LANES):
-            for l in range(_LANES):
-                k = ch + l
-                if k < nact:
-                    m = act[k]
-                    done[l] = False
-                else:
-                    m = act[ch]
-                    done[l] = True
-                lmem[l] = m
-                pbot = forc_pbot[c, m]
-                L_pbot[l] = pbot
-                L_q[l] = forc_q[c, m]
-                L_th[l] = forc_t[c, m]
-                L_tg[l] = t_grnd[c, m]
-                L_qg[l] = qg[c, m]
-                L_sbeta[l] = soilbeta[c, m]
-                L_z0mg[l] = z0mg[c, m]
-                L_htop[l] = htop[p, m]
-                L_vai[l] = elai[p, m] + esai[p, m]
-                L_elai[l] = elai[p, m]
-                L_lsun[l] = laisun[p, m]
-                L_lsha[l] = laisha[p, m]
-                L_psun[l] = parsun[p, m]
-                L_psha[l] = parsha[p, m]
-                L_ssun[l] = slasun[p, m]
-                L_ssha[l] = slasha[p, m]
-                L_fdry[l] = fdry[p, m]
-                L_fwet[l] = fwet[p, m]
-                L_bt[l] = btran[p, m]
-                L_sv[l] = sabv[p, m]
-                L_zldis[l] = a_zldis[m]
-                L_z0mv[l] = a_z0mv[m]
-                L_lnz[l] = a_lnz[m]
-                thm = a_thm[m]
-                L_thm[l] = thm
-                L_thv[l] = a_thv[m]
-                L_ur[l] = a_ur[m]
-                L_rho[l] = a_rho[m]
-                L_air[l] = a_air[m]
-                L_bir[l] = a_bir[m]
-                L_cir[l] = a_cir[m]
-                L_tg4[l] = a_tg4[m]
-                L_wcandt[l] = a_wcan_dt[m]
-                L_wext[l] = a_wext[m]
-                L_edl[l] = a_edl[m]
-                L_co2[l] = a_co2[m]
-                L_o2[l] = a_o2[m]
-                cf = pbot / (RGAS_MOL * thm) * 1.0e06  # stomata: s m2 umol-1 -> s/m (as stomata_sun_shade)
-                L_cf[l] = cf
-                L_rsn[l] = min(cons.rsmax0, cf / cons.bp)
-                L_tv[l] = a_tv[m]
-                L_el[l] = a_el[m]
-                L_qsatl[l] = a_qsatl[m]
-                L_qsatldt[l] = a_qsatldt[m]
-                L_taf[l] = a_taf[m]
-                L_qaf[l] = a_qaf[m]
-                L_delq[l] = a_delq[m]
-                L_um[l] = a_um[m]
-                L_obu[l] = a_obu[m]
-                L_del[l] = 0.0
-                L_efeb[l] = 0.0
-                L_obuold[l] = 0.0
-                L_pq10[l] = 1.0
-                L_f2[l] = 1.0
-                L_pkc[l] = 1.0
-                L_pko[l] = 1.0
-                nmoz[l] = 0
-                itl[l] = 0
-            nrun = nact - ch if nact - ch < _LANES else _LANES
-            while nrun > 0:
-                # (1) Monin-Obukhov profiles (all lanes: the profile functions use kernels.vmath, no calls)
-                for l in range(nlane):
-                    phim, phih = profiles_ln_lanes(L_zldis[l], L_z0mv[l], L_obu[l], L_lnz[l])
-                    L_ustar[l] = VKC * L_um[l] / phim
-                    L_temp1[l] = VKC / phih  # temp2 = temp1: z0q = z0h and equal forcing heights
-                # (2) aerodynamic and leaf boundary-layer resistances
-                for l in range(nlane):
-                    L_obufv[l] = L_obu[l]
-                    L_tlbef[l] = L_tv[l]
-                    L_del2[l] = L_del[l]
-                    um = L_um[l]
-                    ustar = L_ustar[l]
-                    ram1 = um / (ustar * ustar)
-                    L_rah1[l] = 1.0 / (L_temp1[l] * ustar)  # = raw1 (temp2 = temp1)
-                    uaf = um * math.sqrt(1.0 / (ram1 * um))
-                    L_uaf[l] = uaf
-                    cfl = 0.01 / (math.sqrt(uaf) * sqrt_dleaf)
-                    L_rb[l] = 1.0 / (cfl * uaf)
-                    L_xcs[l] = L_z0mg[l] * uaf / KVISC
-                # (3) the powers and exponentials of the under-canopy resistance and of the leaf temperature
-                # functions (all lanes; used in (4) only where the leaves absorb PAR)
-                for l in range(nlane):
-                    L_xcs[l] = vpow(L_xcs[l], 0.45)
-                    tc = L_tv[l] - TFRZ
-                    L_pq10[l] = f_q10_ln(ln_q10act, tc)
-                    L_f2[l] = f_high_temperature(tc)
-                    L_pkc[l] = f_q10_ln(ln_akc, tc)
-                    L_pko[l] = f_q10_ln(ln_ako, tc)
-                # (4) under-canopy resistance (Sakaguchi and Zeng 2009) and stomata (photosynthesis.stomata_sun_shade)
-                for l in range(nlane):
-                    uaf = L_uaf[l]
-                    tg = L_tg[l]
-                    taf = L_taf[l]
-                    csoilb = VKC / (0.13 * L_xcs[l])
-                    ri = (GRAV * L_htop[l] * (taf - tg)) / (taf * uaf * uaf)
-                    w_ext = L_wext[l]
-                    ricsoilc = CSOILC / (1.0 + _RIA * min(ri, 10.0))
-                    csoilcn = (csoilb * w_ext + ricsoilc * (1.0 - w_ext) if taf - tg > 0.0
-                               else csoilb * w_ext + CSOILC * (1.0 - w_ext))
-                    L_rah2[l] = 1.0 / (csoilcn * uaf)
-                    pbot = L_pbot[l]
-                    eah = pbot * L_qaf[l] / 0.622
-                    o2 = L_o2[l]
-                    co2 = L_co2[l]
-                    act25 = cons.act25 * 1000.0 / 60.0 * L_pq10[l]
-                    vsun = 1.0 / (L_ssun[l] * leafcn) * flnr * cons.fnr * act25 / L_f2[l] * L_bt[l] * fdl
-                    vsha = 1.0 / (L_ssha[l] * leafcn) * flnr * cons.fnr * act25 / L_f2[l] * L_bt[l] * fdl
-                    kc = cons.kc25 * L_pkc[l]
-                    ko = cons.ko25 * L_pko[l]
-                    awc = kc * (1.0 + o2 / ko)
-                    cp = 0.5 * kc / ko * o2 * 0.21
-                    ei = L_el[l]
-                    rb = L_rb[l]
-                    cf = L_cf[l]
-                    rsn = L_rsn[l]
-                    rs1, psn1 = ci_iteration_lane(L_psun[l], ei, eah, co2, rb, pbot, cf, vsun, awc, cp, c3psn, mp,
-                                                  qe25, cons.bp, cons.rsmax0)
-                    rs2, psn2 = ci_iteration_lane(L_psha[l], ei, eah, co2, rb, pbot, cf, vsha, awc, cp, c3psn, mp,
-                                                  qe25, cons.bp, cons.rsmax0)
-                    sun = L_psun[l] > 0.0
-                    sha = L_psha[l] > 0.0
-                    L_rssun[l] = rs1 if sun else rsn
-                    L_psnsun[l] = psn1 if sun else 0.0
-                    L_rssha[l] = rs2 if sha else rsn
-                    L_psnsha[l] = psn2 if sha else 0.0
-                # (5) canopy energy balance, Newton step of T_v, fluxes, canopy air, stability numerator
-                for l in range(nlane):
-                    q = L_q[l]
-                    th = L_th[l]
-                    tg = L_tg[l]
-                    qgc = L_qg[l]
-                    rho = L_rho[l]
-                    thm = L_thm[l]
-                    tv = L_tv[l]
-                    qsatl = L_qsatl[l]
-                    qsatldt = L_qsatldt[l]
-                    qaf = L_qaf[l]
-                    rb = L_rb[l]
-                    vai = L_vai[l]
-                    bt = L_bt[l]
-                    w_can_dt = L_wcandt[l]
-                    rah2 = L_rah2[l]
-                    wta = 1.0 / L_rah1[l]
-                    wtl = vai / rb
-                    wtg = 1.0 / rah2
-                    wtshi = 1.0 / (wta + wtl + wtg)
-                    wtl0 = wtl * wtshi
-                    wtg0 = wtg * wtshi
-                    wta0 = wta * wtshi
-                    wtga = wta0 + wtg0
-                    wtal = wta0 + wtl0
-                    fd = L_fdry[l]
-                    rppdry_w = fd * rb * (L_lsun[l] / (rb + L_rssun[l]) + L_lsha[l] / (rb + L_rssha[l])) / L_elai[l]
-                    rppdry = rppdry_w if fd > 0.0 else 0.0
-                    efpot = rho * wtl * (qsatl - qaf)
-                    fw = L_fwet[l]
-                    tran0 = efpot * rppdry if bt > 0.0 else 0.0
-                    rpp0 = rppdry + fw if bt > 0.0 else fw
-                    rpp_lim = min(rpp0, (tran0 + w_can_dt) / efpot)
-                    rpp = rpp_lim if efpot > 0.0 else 1.0
-                    wtaq = 1.0 / L_rah1[l]
-                    wtlq = vai / rb * rpp
-                    rdl = (1.0 - L_edl[l]) / (0.004 * L_uaf[l])
-                    wtgq = 1.0 / (rah2 + rdl) if L_delq[l] < 0.0 else L_sbeta[l] / (rah2 + rdl)
-                    wtsqi = 1.0 / (wtaq + wtlq + wtgq)
-                    wtgq0 = wtgq * wtsqi
-                    wtlq0 = wtlq * wtsqi
-                    wtaq0 = wtaq * wtsqi
-                    wtgaq = wtaq0 + wtgq0
-                    wtalq = wtaq0 + wtlq0
-                    dc1 = rho * CPAIR * wtl
-                    dc2 = HVAP * rho * wtlq
-                    efsh = dc1 * (wtga * tv - wtg0 * tg - wta0 * thm)
-                    efe0 = dc2 * (wtgaq * qsatl - wtgq0 * qgc - wtaq0 * q)
-                    damp = efe0 * L_efeb[l] < 0.0
-                    efe = 0.1 * efe0 if damp else efe0
-                    erre = efe - efe0 if damp else 0.0
-                    sv = L_sv[l]
-                    air = L_air[l]
-                    bir = L_bir[l]
-                    cir = L_cir[l]
-                    tg4 = L_tg4[l]
-                    dt_veg0 = ((sv + air + bir * tv ** 4 + cir * tg4 - efsh - efe)
-                               / (-4.0 * bir * tv ** 3 + dc1 * wtga + dc2 * wtgaq * qsatldt))
-                    tlbef = tv
-                    dels = dt_veg0
-                    del_ = abs(dels)
-                    big = del_ > _DELMAX
-                    dt_veg = _DELMAX * dels / del_ if big else dt_veg0
-                    tv = tlbef + dt_veg
-                    err_big = (sv + air + bir * tlbef ** 3 * (tlbef + 4.0 * dt_veg) + cir * tg4
-                               - (efsh + dc1 * wtga * dt_veg) - (efe + dc2 * wtgaq * qsatldt * dt_veg))
-                    err = err_big if big else 0.0
-                    efpot = rho * wtl * (wtgaq * (qsatl + qsatldt * dt_veg) - wtgq0 * qgc - wtaq0 * q)
-                    evap_veg = rpp * efpot
-                    tran = efpot * rppdry if efpot > 0.0 and bt > 0.0 else 0.0
-                    ecidif = max(0.0, evap_veg - tran - w_can_dt)
-                    evap_veg = min(evap_veg, tran + w_can_dt)
-                    L_shveg[l] = efsh + dc1 * wtga * dt_veg + err + erre + HVAP * ecidif
-                    L_evap[l] = evap_veg
-                    L_tran[l] = tran
-                    L_efe[l] = efe
-                    L_del[l] = del_
-                    L_dtveg[l] = dt_veg
-                    L_tv[l] = tv
-                    L_wtg[l] = wtg
-                    L_wtal[l] = wtal
-                    L_wtl0[l] = wtl0
-                    L_wta0[l] = wta0
-                    L_wtgq[l] = wtgq
-                    L_wtalq[l] = wtalq
-                    el, qsatl, qsatldt = qsat_lane(tv, L_pbot[l])
-                    L_el[l] = el
-                    L_qsatl[l] = qsatl
-                    L_qsatldt[l] = qsatldt
-                    taf = wtg0 * tg + wta0 * thm + wtl0 * tv
-                    qaf = wtlq0 * qsatl + wtgq0 * qgc + q * wtaq0
-                    L_taf[l] = taf
-                    L_qaf[l] = qaf
-                    dth = thm - taf
-                    dqh = q - qaf
-                    L_dth[l] = dth
-                    L_dqh[l] = dqh
-                    L_delq[l] = wtalq * qgc - wtlq0 * qsatl - wtaq0 * q
-                    temp1 = L_temp1[l]
-                    tstar = temp1 * dth
-                    qstar = temp1 * dqh
-                    L_thvstar[l] = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
-                # (6) stability update (all lanes), then convergence; a lane that stops is copied out
-                for l in range(nlane):
-                    um, obu = update_obukhov_lanes(L_zldis[l], L_ustar[l], L_thvstar[l], L_thv[l], L_ur[l])
-                    L_umnew[l] = um
-                    L_obunew[l] = obu
-                for l in range(_LANES):
-                    if done[l]:
-                        continue
-                    zldis = L_zldis[l]
-                    L_um[l] = L_umnew[l]
-                    obu = L_obunew[l]
-                    if L_obuold[l] * obu < 0.0:
-                        nmoz[l] += 1
-                    if nmoz[l] >= 4:
-                        obu = zldis / (-0.01)
-                    L_obu[l] = obu
-                    L_obuold[l] = obu
-                    itlef = itl[l] + 1
-                    itl[l] = itlef
-                    stop = itlef > ITMAX
-                    if itlef > _ITMIN:
-                        efe = L_efe[l]
-                        dele = abs(efe - L_efeb[l])
-                        L_efeb[l] = efe
-                        det = max(L_del[l], L_del2[l])
-                        if det < _DTMIN and dele < _DLEMIN:
-                            stop = True
-                    if stop:
-                        done[l] = True
-                        nrun -= 1
-                        m = lmem[l]
-                        a_itlef[m] = itlef
-                        a_tv[m] = L_tv[l]
-                        a_tlbef[m] = L_tlbef[l]
-                        a_dtveg[m] = L_dtveg[l]
-                        a_ustar[m] = L_ustar[l]
-                        a_temp1[m] = L_temp1[l]
-                        a_obufv[m] = L_obufv[l]
-                        a_wtg[m] = L_wtg[l]
-                        a_wtal[m] = L_wtal[l]
-                        a_wtl0[m] = L_wtl0[l]
-                        a_wta0[m] = L_wta0[l]
-                        a_wtgq[m] = L_wtgq[l]
-                        a_wtalq[m] = L_wtalq[l]
-                        a_rssun[m] = L_rssun[l]
-                        a_rssha[m] = L_rssha[l]
-                        a_psnsun[m] = L_psnsun[l]
-                        a_psnsha[m] = L_psnsha[l]
-                        a_evap[m] = L_evap[l]
-                        a_tran[m] = L_tran[l]
-                        a_shveg[m] = L_shveg[l]
-                        a_dth[m] = L_dth[l]
-                        a_dqh[m] = L_dqh[l]
-                        a_delq[m] = L_delq[l]
-        # ---------------- per member: the vegetated results or the bare-ground solution ----------------
+            a_edl[p, m] = math.exp(-elai_dl)
+            a_lnz[p, m] = math.log(zldis / z0mv)
+            items[nveg] = p * nmem + m
+            nveg += 1
+    # ---------------- the T_v iteration: the vegetated members of all patches streamed through _LANES lanes ----------------
+    # Each lane is one member; the phases below run over all lanes, without calls or branches the compiler
+    # cannot turn into selects, so that they vectorise; only the bookkeeping of (6) and the loading of
+    # lanes are per lane. A lane that stops (CLM's convergence test or itlef > itmax) has its values
+    # copied out at that iteration and is loaded with the next waiting member (of any patch) before the
+    # next pass, so that no lane idles while members wait; lanes without a member (at the end) run on
+    # with stale values that are ignored. CLM's ``do while (itlef <= itmax)``: every member enters with
+    # itlef = 0 <= ITMAX.
+    done[:] = True
+    nrun = 0
+    nxt = 0
+    while True:
+        for l in range(_LANES):
+            if not done[l] or nxt >= nveg:
+                continue
+            k = items[nxt]
+            nxt += 1
+            p = k // nmem
+            m = k - p * nmem
+            c = patch_col[p]
+            ivt = patch_pft[p]
+            done[l] = False
+            nrun += 1
+            lp[l] = p
+            lm[l] = m
+            L_sqdl[l] = sqrt_dleaf[p]
+            # per-PFT factors of photosynthesis.vcmax_leaf and _ci_iteration
+            L_lcn[l] = pft.leafcn[ivt]
+            L_fdl[l] = fdayl[c]
+            L_flnr[l] = pft.flnr[ivt]
+            L_c3[l] = pft.c3psn[ivt]
+            L_mp[l] = pft.mp[ivt]
+            L_qe25[l] = pft.qe25[ivt]
+            pbot = forc_pbot[c, m]
+            L_pbot[l] = pbot
+            L_q[l] = forc_q[c, m]
+            L_th[l] = forc_t[c, m]
+            L_tg[l] = t_grnd[c, m]
+            L_qg[l] = qg[c, m]
+            L_sbeta[l] = soilbeta[c, m]
+            L_z0mg[l] = z0mg[c, m]
+            L_htop[l] = htop[p, m]
+            L_vai[l] = elai[p, m] + esai[p, m]
+            L_elai[l] = elai[p, m]
+            L_lsun[l] = laisun[p, m]
+            L_lsha[l] = laisha[p, m]
+            L_psun[l] = parsun[p, m]
+            L_psha[l] = parsha[p, m]
+            L_ssun[l] = slasun[p, m]
+            L_ssha[l] = slasha[p, m]
+            L_fdry[l] = fdry[p, m]
+            L_fwet[l] = fwet[p, m]
+            L_bt[l] = btran[p, m]
+            L_sv[l] = sabv[p, m]
+            L_zldis[l] = a_zldis[p, m]
+            L_z0mv[l] = a_z0mv[p, m]
+            L_lnz[l] = a_lnz[p, m]
+            thm = a_thm[p, m]
+            L_thm[l] = thm
+            L_thv[l] = a_thv[p, m]
+            L_ur[l] = a_ur[p, m]
+            L_rho[l] = a_rho[p, m]
+            L_air[l] = a_air[p, m]
+            L_bir[l] = a_bir[p, m]
+            L_cir[l] = a_cir[p, m]
+            L_tg4[l] = a_tg4[p, m]
+            L_wcandt[l] = a_wcan_dt[p, m]
+            L_wext[l] = a_wext[p, m]
+            L_edl[l] = a_edl[p, m]
+            L_co2[l] = a_co2[p, m]
+            L_o2[l] = a_o2[p, m]
+            cf = pbot / (RGAS_MOL * thm) * 1.0e06  # stomata: s m2 umol-1 -> s/m (as stomata_sun_shade)
+            L_cf[l] = cf
+            L_rsn[l] = min(cons.rsmax0, cf / cons.bp)
+            L_tv[l] = a_tv[p, m]
+            L_el[l] = a_el[p, m]
+            L_qsatl[l] = a_qsatl[p, m]
+            L_qsatldt[l] = a_qsatldt[p, m]
+            L_taf[l] = a_taf[p, m]
+            L_qaf[l] = a_qaf[p, m]
+            L_delq[l] = a_delq[p, m]
+            L_um[l] = a_um[p, m]
+            L_obu[l] = a_obu[p, m]
+            L_del[l] = 0.0
+            L_efeb[l] = 0.0
+            L_obuold[l] = 0.0
+            L_pq10[l] = 1.0
+            L_f2[l] = 1.0
+            L_pkc[l] = 1.0
+            L_pko[l] = 1.0
+            nmoz[l] = 0
+            itl[l] = 0
+        if nrun == 0:
+            break
+        # (1) Monin-Obukhov profiles (all lanes: the profile functions use kernels.vmath, no calls)
+        for l in range(nlane):
+            phim, phih = profiles_ln_lanes(L_zldis[l], L_z0mv[l], L_obu[l], L_lnz[l])
+            L_ustar[l] = VKC * L_um[l] / phim
+            L_temp1[l] = VKC / phih  # temp2 = temp1: z0q = z0h and equal forcing heights
+        # (2) aerodynamic and leaf boundary-layer resistances
+        for l in range(nlane):
+            L_obufv[l] = L_obu[l]
+            L_tlbef[l] = L_tv[l]
+            L_del2[l] = L_del[l]
+            um = L_um[l]
+            ustar = L_ustar[l]
+            ram1 = um / (ustar * ustar)
+            L_rah1[l] = 1.0 / (L_temp1[l] * ustar)  # = raw1 (temp2 = temp1)
+            uaf = um * math.sqrt(1.0 / (ram1 * um))
+            L_uaf[l] = uaf
+            cfl = 0.01 / (math.sqrt(uaf) * L_sqdl[l])
+            L_rb[l] = 1.0 / (cfl * uaf)
+            L_xcs[l] = L_z0mg[l] * uaf / KVISC
+        # (3) the powers and exponentials of the under-canopy resistance and of the leaf temperature
+        # functions (all lanes; used in (4) only where the leaves absorb PAR)
+        for l in range(nlane):
+            L_xcs[l] = vpow(L_xcs[l], 0.45)
+            tc = L_tv[l] - TFRZ
+            L_pq10[l] = f_q10_ln(ln_q10act, tc)
+            L_f2[l] = f_high_temperature(tc)
+            L_pkc[l] = f_q10_ln(ln_akc, tc)
+            L_pko[l] = f_q10_ln(ln_ako, tc)
+        # (4) under-canopy resistance (Sakaguchi and Zeng 2009) and stomata (photosynthesis.stomata_sun_shade)
+        for l in range(nlane):
+            uaf = L_uaf[l]
+            tg = L_tg[l]
+            taf = L_taf[l]
+            csoilb = VKC / (0.13 * L_xcs[l])
+            ri = (GRAV * L_htop[l] * (taf - tg)) / (taf * uaf * uaf)
+            w_ext = L_wext[l]
+            ricsoilc = CSOILC / (1.0 + _RIA * min(ri, 10.0))
+            csoilcn = (csoilb * w_ext + ricsoilc * (1.0 - w_ext) if taf - tg > 0.0
+                       else csoilb * w_ext + CSOILC * (1.0 - w_ext))
+            L_rah2[l] = 1.0 / (csoilcn * uaf)
+            pbot = L_pbot[l]
+            eah = pbot * L_qaf[l] / 0.622
+            o2 = L_o2[l]
+            co2 = L_co2[l]
+            act25 = cons.act25 * 1000.0 / 60.0 * L_pq10[l]
+            vsun = 1.0 / (L_ssun[l] * L_lcn[l]) * L_flnr[l] * cons.fnr * act25 / L_f2[l] * L_bt[l] * L_fdl[l]
+            vsha = 1.0 / (L_ssha[l] * L_lcn[l]) * L_flnr[l] * cons.fnr * act25 / L_f2[l] * L_bt[l] * L_fdl[l]
+            kc = cons.kc25 * L_pkc[l]
+            ko = cons.ko25 * L_pko[l]
+            awc = kc * (1.0 + o2 / ko)
+            cp = 0.5 * kc / ko * o2 * 0.21
+            ei = L_el[l]
+            rb = L_rb[l]
+            cf = L_cf[l]
+            rsn = L_rsn[l]
+            rs1, psn1 = ci_iteration_lane(L_psun[l], ei, eah, co2, rb, pbot, cf, vsun, awc, cp, L_c3[l], L_mp[l],
+                                          L_qe25[l], cons.bp, cons.rsmax0)
+            rs2, psn2 = ci_iteration_lane(L_psha[l], ei, eah, co2, rb, pbot, cf, vsha, awc, cp, L_c3[l], L_mp[l],
+                                          L_qe25[l], cons.bp, cons.rsmax0)
+            sun = L_psun[l] > 0.0
+            sha = L_psha[l] > 0.0
+            L_rssun[l] = rs1 if sun else rsn
+            L_psnsun[l] = psn1 if sun else 0.0
+            L_rssha[l] = rs2 if sha else rsn
+            L_psnsha[l] = psn2 if sha else 0.0
+        # (5) canopy energy balance, Newton step of T_v, fluxes, canopy air, stability numerator
+        for l in range(nlane):
+            q = L_q[l]
+            th = L_th[l]
+            tg = L_tg[l]
+            qgc = L_qg[l]
+            rho = L_rho[l]
+            thm = L_thm[l]
+            tv = L_tv[l]
+            qsatl = L_qsatl[l]
+            qsatldt = L_qsatldt[l]
+            qaf = L_qaf[l]
+            rb = L_rb[l]
+            vai = L_vai[l]
+            bt = L_bt[l]
+            w_can_dt = L_wcandt[l]
+            rah2 = L_rah2[l]
+            wta = 1.0 / L_rah1[l]
+            wtl = vai / rb
+            wtg = 1.0 / rah2
+            wtshi = 1.0 / (wta + wtl + wtg)
+            wtl0 = wtl * wtshi
+            wtg0 = wtg * wtshi
+            wta0 = wta * wtshi
+            wtga = wta0 + wtg0
+            wtal = wta0 + wtl0
+            fd = L_fdry[l]
+            rppdry_w = fd * rb * (L_lsun[l] / (rb + L_rssun[l]) + L_lsha[l] / (rb + L_rssha[l])) / L_elai[l]
+            rppdry = rppdry_w if fd > 0.0 else 0.0
+            efpot = rho * wtl * (qsatl - qaf)
+            fw = L_fwet[l]
+            tran0 = efpot * rppdry if bt > 0.0 else 0.0
+            rpp0 = rppdry + fw if bt > 0.0 else fw
+            rpp_lim = min(rpp0, (tran0 + w_can_dt) / efpot)
+            rpp = rpp_lim if efpot > 0.0 else 1.0
+            wtaq = 1.0 / L_rah1[l]
+            wtlq = vai / rb * rpp
+            rdl = (1.0 - L_edl[l]) / (0.004 * L_uaf[l])
+            wtgq = 1.0 / (rah2 + rdl) if L_delq[l] < 0.0 else L_sbeta[l] / (rah2 + rdl)
+            wtsqi = 1.0 / (wtaq + wtlq + wtgq)
+            wtgq0 = wtgq * wtsqi
+            wtlq0 = wtlq * wtsqi
+            wtaq0 = wtaq * wtsqi
+            wtgaq = wtaq0 + wtgq0
+            wtalq = wtaq0 + wtlq0
+            dc1 = rho * CPAIR * wtl
+            dc2 = HVAP * rho * wtlq
+            efsh = dc1 * (wtga * tv - wtg0 * tg - wta0 * thm)
+            efe0 = dc2 * (wtgaq * qsatl - wtgq0 * qgc - wtaq0 * q)
+            damp = efe0 * L_efeb[l] < 0.0
+            efe = 0.1 * efe0 if damp else efe0
+            erre = efe - efe0 if damp else 0.0
+            sv = L_sv[l]
+            air = L_air[l]
+            bir = L_bir[l]
+            cir = L_cir[l]
+            tg4 = L_tg4[l]
+            dt_veg0 = ((sv + air + bir * tv ** 4 + cir * tg4 - efsh - efe)
+                       / (-4.0 * bir * tv ** 3 + dc1 * wtga + dc2 * wtgaq * qsatldt))
+            tlbef = tv
+            dels = dt_veg0
+            del_ = abs(dels)
+            big = del_ > _DELMAX
+            dt_veg = _DELMAX * dels / del_ if big else dt_veg0
+            tv = tlbef + dt_veg
+            err_big = (sv + air + bir * tlbef ** 3 * (tlbef + 4.0 * dt_veg) + cir * tg4
+                       - (efsh + dc1 * wtga * dt_veg) - (efe + dc2 * wtgaq * qsatldt * dt_veg))
+            err = err_big if big else 0.0
+            efpot = rho * wtl * (wtgaq * (qsatl + qsatldt * dt_veg) - wtgq0 * qgc - wtaq0 * q)
+            evap_veg = rpp * efpot
+            tran = efpot * rppdry if efpot > 0.0 and bt > 0.0 else 0.0
+            ecidif = max(0.0, evap_veg - tran - w_can_dt)
+            evap_veg = min(evap_veg, tran + w_can_dt)
+            L_shveg[l] = efsh + dc1 * wtga * dt_veg + err + erre + HVAP * ecidif
+            L_evap[l] = evap_veg
+            L_tran[l] = tran
+            L_efe[l] = efe
+            L_del[l] = del_
+            L_dtveg[l] = dt_veg
+            L_tv[l] = tv
+            L_wtg[l] = wtg
+            L_wtal[l] = wtal
+            L_wtl0[l] = wtl0
+            L_wta0[l] = wta0
+            L_wtgq[l] = wtgq
+            L_wtalq[l] = wtalq
+            el, qsatl, qsatldt = qsat_lane(tv, L_pbot[l])
+            L_el[l] = el
+            L_qsatl[l] = qsatl
+            L_qsatldt[l] = qsatldt
+            taf = wtg0 * tg + wta0 * thm + wtl0 * tv
+            qaf = wtlq0 * qsatl + wtgq0 * qgc + q * wtaq0
+            L_taf[l] = taf
+            L_qaf[l] = qaf
+            dth = thm - taf
+            dqh = q - qaf
+            L_dth[l] = dth
+            L_dqh[l] = dqh
+            L_delq[l] = wtalq * qgc - wtlq0 * qsatl - wtaq0 * q
+            temp1 = L_temp1[l]
+            tstar = temp1 * dth
+            qstar = temp1 * dqh
+            L_thvstar[l] = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
+        # (6) stability update (all lanes), then convergence; a lane that stops is copied out
+        for l in range(nlane):
+            um, obu = update_obukhov_lanes(L_zldis[l], L_ustar[l], L_thvstar[l], L_thv[l], L_ur[l])
+            L_umnew[l] = um
+            L_obunew[l] = obu
+        for l in range(_LANES):
+            if done[l]:
+                continue
+            zldis = L_zldis[l]
+            L_um[l] = L_umnew[l]
+            obu = L_obunew[l]
+            if L_obuold[l] * obu < 0.0:
+                nmoz[l] += 1
+            if nmoz[l] >= 4:
+                obu = zldis / (-0.01)
+            L_obu[l] = obu
+            L_obuold[l] = obu
+            itlef = itl[l] + 1
+            itl[l] = itlef
+            stop = itlef > ITMAX
+            if itlef > _ITMIN:
+                efe = L_efe[l]
+                dele = abs(efe - L_efeb[l])
+                L_efeb[l] = efe
+                det = max(L_del[l], L_del2[l])
+                if det < _DTMIN and dele < _DLEMIN:
+                    stop = True
+            if stop:
+                done[l] = True
+                nrun -= 1
+                p = lp[l]
+                m = lm[l]
+                a_itlef[p, m] = itlef
+                a_tv[p, m] = L_tv[l]
+                a_tlbef[p, m] = L_tlbef[l]
+                a_dtveg[p, m] = L_dtveg[l]
+                a_ustar[p, m] = L_ustar[l]
+                a_temp1[p, m] = L_temp1[l]
+                a_obufv[p, m] = L_obufv[l]
+                a_wtg[p, m] = L_wtg[l]
+                a_wtal[p, m] = L_wtal[l]
+                a_wtl0[p, m] = L_wtl0[l]
+                a_wta0[p, m] = L_wta0[l]
+                a_wtgq[p, m] = L_wtgq[l]
+                a_wtalq[p, m] = L_wtalq[l]
+                a_rssun[p, m] = L_rssun[l]
+                a_rssha[p, m] = L_rssha[l]
+                a_psnsun[p, m] = L_psnsun[l]
+                a_psnsha[p, m] = L_psnsha[l]
+                a_evap[p, m] = L_evap[l]
+                a_tran[p, m] = L_tran[l]
+                a_shveg[p, m] = L_shveg[l]
+                a_dth[p, m] = L_dth[l]
+                a_dqh[p, m] = L_dqh[l]
+                a_delq[p, m] = L_delq[l]
+    # ---------------- per member: the vegetated results or the bare-ground solution ----------------
+    for p in range(npatch):
+        c = patch_col[p]
         for m in range(nmem):
             pbot = forc_pbot[c, m]
             q = forc_q[c, m]
@@ -751,34 +777,34 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             tg = t_grnd[c, m]
             lw = forc_lwrad[c, m]
             eg = emg[c, m]
-            if isveg[m]:
-                rho = a_rho[m]
-                thm = a_thm[m]
-                z0mv = a_z0mv[m]
-                temp1 = a_temp1[m]
+            if isveg[p, m]:
+                rho = a_rho[p, m]
+                thm = a_thm[p, m]
+                z0mv = a_z0mv[p, m]
+                temp1 = a_temp1[p, m]
                 temp2 = temp1
-                tlbef = a_tlbef[m]
-                dt_veg = a_dtveg[m]
-                tv = a_tv[m]
+                tlbef = a_tlbef[p, m]
+                dt_veg = a_dtveg[p, m]
+                tv = a_tv[p, m]
                 ev = emv[p, m]
-                air = a_air[m]
-                bir = a_bir[m]
-                cir = a_cir[m]
+                air = a_air[p, m]
+                bir = a_bir[p, m]
+                cir = a_cir[p, m]
                 sv = sabv[p, m]
                 w_can = h2ocan[p, m]
-                tran = a_tran[m]
-                evap_veg = a_evap[m]
-                sh_veg = a_shveg[m]
-                dth = a_dth[m]
-                dqh = a_dqh[m]
-                wtg = a_wtg[m]
-                wtal = a_wtal[m]
-                wtl0 = a_wtl0[m]
-                wta0 = a_wta0[m]
-                wtgq = a_wtgq[m]
-                wtalq = a_wtalq[m]
+                tran = a_tran[p, m]
+                evap_veg = a_evap[p, m]
+                sh_veg = a_shveg[p, m]
+                dth = a_dth[p, m]
+                dqh = a_dqh[p, m]
+                wtg = a_wtg[p, m]
+                wtal = a_wtal[p, m]
+                wtl0 = a_wtl0[p, m]
+                wta0 = a_wta0[p, m]
+                wtgq = a_wtgq[p, m]
+                wtalq = a_wtalq[p, m]
                 # 2-m profile of the last iteration (CLM computes it inside FrictionVelocity every pass)
-                temp12m = VKC / profile_scalar(2.0 + z0mv, z0mv, a_obufv[m])
+                temp12m = VKC / profile_scalar(2.0 + z0mv, z0mv, a_obufv[p, m])
                 temp22m = temp12m
                 # canopy water after evaporation / dew; round-off below zero goes to the sensible heat
                 w_new = w_can + (tran - evap_veg) * dt
@@ -793,7 +819,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 sh_veg += err_v  # close the canopy energy balance (round-off)
                 delt = wtal * tg - wtl0 * tv - wta0 * thm
                 sh_grnd = CPAIR * rho * wtg * delt
-                evap_soi = rho * wtgq * a_delq[m]
+                evap_soi = rho * wtgq * a_delq[p, m]
                 t2m = thm + temp1 * dth * (1.0 / temp12m - 1.0 / temp1)
                 q2m = q + temp2 * dqh * (1.0 / temp22m - 1.0 / temp2)
                 dlrad = (1.0 - ev) * eg * lw + ev * eg * lv_lin
@@ -803,7 +829,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 sabg_eff = sabg[p, m]
                 cgrnds = CPAIR * rho * wtg * wtal
                 cgrndl = rho * wtgq * wtalq * dqgdt[c, m]
-                ustar = a_ustar[m]
+                ustar = a_ustar[p, m]
                 out_t_veg[p, m] = tv
                 out_h2ocan[p, m] = w_new
                 out_fsh_v[p, m] = sh_veg
@@ -813,10 +839,10 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 out_fcev[p, m] = HVAP * (evap_veg - tran)
                 out_fira[p, m] = ulrad - lw
                 out_lwnet_veg[p, m] = lwnet_veg
-                rssun = a_rssun[m]
-                rssha = a_rssha[m]
-                psnsun = a_psnsun[m]
-                psnsha = a_psnsha[m]
+                rssun = a_rssun[p, m]
+                rssha = a_rssha[p, m]
+                psnsun = a_psnsun[p, m]
+                psnsha = a_psnsha[p, m]
                 out_rssun[p, m] = rssun
                 out_rssha[p, m] = rssha
                 out_psnsun[p, m] = psnsun
@@ -825,7 +851,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 out_fpsn[p, m] = fpsn
                 out_gpp[p, m] = fpsn * GC_PER_UMOL
                 out_err_veg[p, m] = err_v
-                out_niter[p, m] = a_itlef[m]
+                out_niter[p, m] = a_itlef[p, m]
             else:
                 # ---------------- bare ground (CLM4.0 BareGroundFluxes) ----------------
                 rho = air_density(forc_t[c, m], q, pbot)
