@@ -59,9 +59,10 @@ from kernels.physics.friction_velocity import (
     Z0_SNOW,
     Z0_SOIL,
     canopy_roughness,
-    friction_velocity,
     monin_obukhov_ini,
+    profile_momentum_ln,
     profile_scalar,
+    profile_scalar_ln,
     profiles_ln_lanes,
     update_obukhov,
     update_obukhov_lanes,
@@ -866,18 +867,30 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 dqh = q - qg[c, m]
                 dthv = dth * (1.0 + 0.61 * q) + 0.61 * th * dqh
                 um, obu = monin_obukhov_ini(ur, thv, dthv, zldis, z0m)
+                # CLM FrictionVelocity per pass (temp2 = temp1 as z0q = z0h); ln(zldis / z0h) follows from
+                # z0h = z0m exp(-x), x = 0.13 (u* z0m / nu)^0.45, without a logarithm; the 2-m profile
+                # (temp12m = temp22m) is needed only for the last pass's z0h and L
+                ln_zm = math.log(zldis / z0m)
+                ln_zh = ln_zm
                 ustar = 0.0
                 temp1 = 0.0
-                temp2 = 0.0
-                temp12m = 0.0
-                temp22m = 0.0
+                z0h_last = z0h
+                obu_last = obu
                 for _it in range(_NITER_BARE):
-                    ustar, temp1, temp2, temp12m, temp22m = friction_velocity(zldis, z0m, z0h, z0h, obu, um)
+                    ustar = VKC * um / profile_momentum_ln(zldis, z0m, obu, ln_zm)
+                    temp1 = VKC / profile_scalar_ln(zldis, z0h, obu, ln_zh)
+                    z0h_last = z0h
+                    obu_last = obu
                     tstar = temp1 * dth
-                    qstar = temp2 * dqh
-                    z0h = z0m / math.exp(0.13 * (ustar * z0m / KVISC) ** 0.45)
+                    qstar = temp1 * dqh
+                    xz = 0.13 * (ustar * z0m / KVISC) ** 0.45
+                    z0h = z0m / math.exp(xz)
+                    ln_zh = ln_zm + xz
                     thvstar = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
                     um, obu = update_obukhov(zldis, ustar, thvstar, thv, ur)
+                temp2 = temp1
+                temp12m = VKC / profile_scalar(2.0 + z0h_last, z0h_last, obu_last)
+                temp22m = temp12m
                 rah = 1.0 / (temp1 * ustar)
                 raw = 1.0 / (temp2 * ustar)
                 raih = rho * CPAIR / rah

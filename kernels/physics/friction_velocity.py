@@ -61,11 +61,11 @@ def psi_h_unstable(zeta):
 def profile_momentum(zldis, z0m, obu):
     """Integrated momentum profile Phi_m between z0m and zldis = z - d (m) for Monin-Obukhov length
     ``obu`` (m): ustar = k u / Phi_m; CLM ``FrictionVelocity``)."""
-    return _profile_momentum_ln(zldis, z0m, obu, math.log(zldis / z0m))
+    return profile_momentum_ln(zldis, z0m, obu, math.log(zldis / z0m))
 
 
 @njit
-def _profile_momentum_ln(zldis, z0m, obu, ln_zldis_z0m):
+def profile_momentum_ln(zldis, z0m, obu, ln_zldis_z0m):
     """:func:`profile_momentum` with ln(zldis / z0m) given (used only for -ZETAM <= zeta <= 1)."""
     zeta = zldis / obu
     if zeta < -ZETAM:  # very unstable (free convection)
@@ -83,11 +83,11 @@ def _profile_momentum_ln(zldis, z0m, obu, ln_zldis_z0m):
 def profile_scalar(zldis, z0h, obu):
     """Integrated heat (or moisture) profile Phi_h between z0h and zldis = z - d (m): theta* =
     k dtheta / Phi_h; CLM ``FrictionVelocity``)."""
-    return _profile_scalar_ln(zldis, z0h, obu, math.log(zldis / z0h))
+    return profile_scalar_ln(zldis, z0h, obu, math.log(zldis / z0h))
 
 
 @njit
-def _profile_scalar_ln(zldis, z0h, obu, ln_zldis_z0h):
+def profile_scalar_ln(zldis, z0h, obu, ln_zldis_z0h):
     """:func:`profile_scalar` with ln(zldis / z0h) given (used only for -ZETAT <= zeta <= 1)."""
     zeta = zldis / obu
     if zeta < -ZETAT:  # very unstable
