@@ -371,8 +371,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     L_thvstar = lanes[79]
     L_ssun = lanes[80]
     L_ssha = lanes[81]
-    L_umnew = lanes[82]
-    L_obunew = lanes[83]
+    L_nmoz = lanes[82]
+    L_itl = lanes[83]
     L_sqdl = lanes[84]
     L_lcn = lanes[85]
     L_fdl = lanes[86]
@@ -380,11 +380,10 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     L_c3 = lanes[88]
     L_mp = lanes[89]
     L_qe25 = lanes[90]
+    L_stop = lanes[91]
     done = np.empty(_LANES, dtype=np.bool_)
     lp = np.empty(_LANES, dtype=np.int64)
     lm = np.empty(_LANES, dtype=np.int64)
-    nmoz = np.empty(_LANES, dtype=np.int64)
-    itl = np.empty(_LANES, dtype=np.int64)
     sqrt_dleaf = np.empty(npatch)  # iteration-invariant factor of cfl
     nveg = 0
     for p in range(npatch):
@@ -541,8 +540,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             L_f2[l] = 1.0
             L_pkc[l] = 1.0
             L_pko[l] = 1.0
-            nmoz[l] = 0
-            itl[l] = 0
+            L_nmoz[l] = 0.0
+            L_itl[l] = 0.0
         if nrun == 0:
             break
         # (1) Monin-Obukhov profiles (all lanes: the profile functions use kernels.vmath, no calls)
@@ -713,61 +712,58 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             tstar = temp1 * dth
             qstar = temp1 * dqh
             L_thvstar[l] = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
-        # (6) stability update (all lanes), then convergence; a lane that stops is copied out
+        # (6) stability update with CLM's count of sign changes of L (nmozsgn; after 4, L is fixed to
+        # the unstable limit), iteration count and CLM's stopping test (after at least _ITMIN + 1
+        # passes: T_v changed < _DTMIN in the last two passes and the leaf latent heat < _DLEMIN; or
+        # itlef > itmax), all lanes; the counts are small whole numbers kept exactly in float rows
         for l in range(nlane):
             um, obu = update_obukhov_lanes(L_zldis[l], L_ustar[l], L_thvstar[l], L_thv[l], L_ur[l])
-            L_umnew[l] = um
-            L_obunew[l] = obu
-        for l in range(_LANES):
-            if done[l]:
-                continue
-            zldis = L_zldis[l]
-            L_um[l] = L_umnew[l]
-            obu = L_obunew[l]
-            if L_obuold[l] * obu < 0.0:
-                nmoz[l] += 1
-            if nmoz[l] >= 4:
-                obu = zldis / (-0.01)
+            L_um[l] = um
+            nmz = L_nmoz[l] + 1.0 if L_obuold[l] * obu < 0.0 else L_nmoz[l]
+            L_nmoz[l] = nmz
+            obu = L_zldis[l] / (-0.01) if nmz >= 4.0 else obu
             L_obu[l] = obu
             L_obuold[l] = obu
-            itlef = itl[l] + 1
-            itl[l] = itlef
-            stop = itlef > ITMAX
-            if itlef > _ITMIN:
-                efe = L_efe[l]
-                dele = abs(efe - L_efeb[l])
-                L_efeb[l] = efe
-                det = max(L_del[l], L_del2[l])
-                if det < _DTMIN and dele < _DLEMIN:
-                    stop = True
-            if stop:
-                done[l] = True
-                nrun -= 1
-                p = lp[l]
-                m = lm[l]
-                a_itlef[p, m] = itlef
-                a_tv[p, m] = L_tv[l]
-                a_tlbef[p, m] = L_tlbef[l]
-                a_dtveg[p, m] = L_dtveg[l]
-                a_ustar[p, m] = L_ustar[l]
-                a_temp1[p, m] = L_temp1[l]
-                a_obufv[p, m] = L_obufv[l]
-                a_wtg[p, m] = L_wtg[l]
-                a_wtal[p, m] = L_wtal[l]
-                a_wtl0[p, m] = L_wtl0[l]
-                a_wta0[p, m] = L_wta0[l]
-                a_wtgq[p, m] = L_wtgq[l]
-                a_wtalq[p, m] = L_wtalq[l]
-                a_rssun[p, m] = L_rssun[l]
-                a_rssha[p, m] = L_rssha[l]
-                a_psnsun[p, m] = L_psnsun[l]
-                a_psnsha[p, m] = L_psnsha[l]
-                a_evap[p, m] = L_evap[l]
-                a_tran[p, m] = L_tran[l]
-                a_shveg[p, m] = L_shveg[l]
-                a_dth[p, m] = L_dth[l]
-                a_dqh[p, m] = L_dqh[l]
-                a_delq[p, m] = L_delq[l]
+            itlef = L_itl[l] + 1.0
+            L_itl[l] = itlef
+            late = itlef > _ITMIN
+            efe = L_efe[l]
+            dele = abs(efe - L_efeb[l])
+            L_efeb[l] = efe if late else L_efeb[l]
+            det = max(L_del[l], L_del2[l])
+            L_stop[l] = 1.0 if (itlef > ITMAX) | (late & (det < _DTMIN) & (dele < _DLEMIN)) else 0.0
+        # lanes that stop: their values are copied out
+        for l in range(_LANES):
+            if done[l] or L_stop[l] == 0.0:
+                continue
+            itlef = int(L_itl[l])
+            done[l] = True
+            nrun -= 1
+            p = lp[l]
+            m = lm[l]
+            a_itlef[p, m] = itlef
+            a_tv[p, m] = L_tv[l]
+            a_tlbef[p, m] = L_tlbef[l]
+            a_dtveg[p, m] = L_dtveg[l]
+            a_ustar[p, m] = L_ustar[l]
+            a_temp1[p, m] = L_temp1[l]
+            a_obufv[p, m] = L_obufv[l]
+            a_wtg[p, m] = L_wtg[l]
+            a_wtal[p, m] = L_wtal[l]
+            a_wtl0[p, m] = L_wtl0[l]
+            a_wta0[p, m] = L_wta0[l]
+            a_wtgq[p, m] = L_wtgq[l]
+            a_wtalq[p, m] = L_wtalq[l]
+            a_rssun[p, m] = L_rssun[l]
+            a_rssha[p, m] = L_rssha[l]
+            a_psnsun[p, m] = L_psnsun[l]
+            a_psnsha[p, m] = L_psnsha[l]
+            a_evap[p, m] = L_evap[l]
+            a_tran[p, m] = L_tran[l]
+            a_shveg[p, m] = L_shveg[l]
+            a_dth[p, m] = L_dth[l]
+            a_dqh[p, m] = L_dqh[l]
+            a_delq[p, m] = L_delq[l]
     # ---------------- per member: the vegetated results or the bare-ground solution ----------------
     for p in range(npatch):
         c = patch_col[p]
