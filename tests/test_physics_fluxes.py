@@ -124,6 +124,9 @@ def test_lane_forms_match_the_scalar_profiles():
         phim, phih = fv.profiles_ln_lanes(zl[i], z0[i], obu[i], math.log(zl[i] / z0[i]))
         assert phim == pytest.approx(fv.profile_momentum(zl[i], z0[i], obu[i]), rel=1e-13, abs=1e-13)
         assert phih == pytest.approx(fv.profile_scalar(zl[i], z0[i], obu[i]), rel=1e-13, abs=1e-13)
+        if obu[i] > 0.0:  # the stable-only form gives the same bits where it applies
+            phis = fv.profiles_ln_stable_lanes(zl[i], z0[i], obu[i], math.log(zl[i] / z0[i]))
+            assert phis == phim and phis == phih
     for i in range(0, n, 7):
         ustar, thv = rng.uniform(0.05, 1.0), 290.0
         thvstar = rng.uniform(-2.0, 2.0)

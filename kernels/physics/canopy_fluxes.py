@@ -64,6 +64,7 @@ from kernels.physics.friction_velocity import (
     profile_scalar,
     profile_scalar_ln,
     profiles_ln_lanes,
+    profiles_ln_stable_lanes,
     update_obukhov,
     update_obukhov_lanes,
 )
@@ -544,11 +545,26 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             L_itl[l] = 0.0
         if nrun == 0:
             break
+        # Passes in which every lane is stable (L > 0: mostly night) skip the unstable regimes of the
+        # profiles, and passes in which no lane's leaves absorb PAR (night) skip the photosynthesis of
+        # (3) and (4); the lanes' values are the same as from the full forms (the same operations for
+        # the regimes and cases that apply).
+        unstable = False
+        lit = False
+        for l in range(_LANES):
+            unstable |= L_obu[l] < 0.0
+            lit |= (L_psun[l] > 0.0) | (L_psha[l] > 0.0)
         # (1) Monin-Obukhov profiles (all lanes: the profile functions use kernels.vmath, no calls)
-        for l in range(nlane):
-            phim, phih = profiles_ln_lanes(L_zldis[l], L_z0mv[l], L_obu[l], L_lnz[l])
-            L_ustar[l] = VKC * L_um[l] / phim
-            L_temp1[l] = VKC / phih  # temp2 = temp1: z0q = z0h and equal forcing heights
+        if unstable:
+            for l in range(nlane):
+                phim, phih = profiles_ln_lanes(L_zldis[l], L_z0mv[l], L_obu[l], L_lnz[l])
+                L_ustar[l] = VKC * L_um[l] / phim
+                L_temp1[l] = VKC / phih  # temp2 = temp1: z0q = z0h and equal forcing heights
+        else:
+            for l in range(nlane):
+                phi = profiles_ln_stable_lanes(L_zldis[l], L_z0mv[l], L_obu[l], L_lnz[l])
+                L_ustar[l] = VKC * L_um[l] / phi
+                L_temp1[l] = VKC / phi
         # (2) aerodynamic and leaf boundary-layer resistances
         for l in range(nlane):
             L_obufv[l] = L_obu[l]
@@ -564,15 +580,18 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             L_rb[l] = 1.0 / (cfl * uaf)
             L_xcs[l] = L_z0mg[l] * uaf / KVISC
         # (3) the powers and exponentials of the under-canopy resistance and of the leaf temperature
-        # functions (all lanes; used in (4) only where the leaves absorb PAR)
+        # functions (all lanes; the latter used in (4) only where the leaves absorb PAR)
         for l in range(nlane):
             L_xcs[l] = vpow(L_xcs[l], 0.45)
-            tc = L_tv[l] - TFRZ
-            L_pq10[l] = f_q10_ln(ln_q10act, tc)
-            L_f2[l] = f_high_temperature(tc)
-            L_pkc[l] = f_q10_ln(ln_akc, tc)
-            L_pko[l] = f_q10_ln(ln_ako, tc)
-        # (4) under-canopy resistance (Sakaguchi and Zeng 2009) and stomata (photosynthesis.stomata_sun_shade)
+        if lit:
+            for l in range(nlane):
+                tc = L_tv[l] - TFRZ
+                L_pq10[l] = f_q10_ln(ln_q10act, tc)
+                L_f2[l] = f_high_temperature(tc)
+                L_pkc[l] = f_q10_ln(ln_akc, tc)
+                L_pko[l] = f_q10_ln(ln_ako, tc)
+        # (4) under-canopy resistance (Sakaguchi and Zeng 2009) and stomata (photosynthesis.stomata_sun_shade;
+        # without absorbed PAR the stomata are at their minimum conductance and there is no photosynthesis)
         for l in range(nlane):
             uaf = L_uaf[l]
             tg = L_tg[l]
@@ -584,31 +603,39 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             csoilcn = (csoilb * w_ext + ricsoilc * (1.0 - w_ext) if taf - tg > 0.0
                        else csoilb * w_ext + CSOILC * (1.0 - w_ext))
             L_rah2[l] = 1.0 / (csoilcn * uaf)
-            pbot = L_pbot[l]
-            eah = pbot * L_qaf[l] / 0.622
-            o2 = L_o2[l]
-            co2 = L_co2[l]
-            act25 = cons.act25 * 1000.0 / 60.0 * L_pq10[l]
-            vsun = 1.0 / (L_ssun[l] * L_lcn[l]) * L_flnr[l] * cons.fnr * act25 / L_f2[l] * L_bt[l] * L_fdl[l]
-            vsha = 1.0 / (L_ssha[l] * L_lcn[l]) * L_flnr[l] * cons.fnr * act25 / L_f2[l] * L_bt[l] * L_fdl[l]
-            kc = cons.kc25 * L_pkc[l]
-            ko = cons.ko25 * L_pko[l]
-            awc = kc * (1.0 + o2 / ko)
-            cp = 0.5 * kc / ko * o2 * 0.21
-            ei = L_el[l]
-            rb = L_rb[l]
-            cf = L_cf[l]
-            rsn = L_rsn[l]
-            rs1, psn1 = ci_iteration_lane(L_psun[l], ei, eah, co2, rb, pbot, cf, vsun, awc, cp, L_c3[l], L_mp[l],
-                                          L_qe25[l], cons.bp, cons.rsmax0)
-            rs2, psn2 = ci_iteration_lane(L_psha[l], ei, eah, co2, rb, pbot, cf, vsha, awc, cp, L_c3[l], L_mp[l],
-                                          L_qe25[l], cons.bp, cons.rsmax0)
-            sun = L_psun[l] > 0.0
-            sha = L_psha[l] > 0.0
-            L_rssun[l] = rs1 if sun else rsn
-            L_psnsun[l] = psn1 if sun else 0.0
-            L_rssha[l] = rs2 if sha else rsn
-            L_psnsha[l] = psn2 if sha else 0.0
+        if lit:
+            for l in range(nlane):
+                pbot = L_pbot[l]
+                eah = pbot * L_qaf[l] / 0.622
+                o2 = L_o2[l]
+                co2 = L_co2[l]
+                act25 = cons.act25 * 1000.0 / 60.0 * L_pq10[l]
+                vsun = 1.0 / (L_ssun[l] * L_lcn[l]) * L_flnr[l] * cons.fnr * act25 / L_f2[l] * L_bt[l] * L_fdl[l]
+                vsha = 1.0 / (L_ssha[l] * L_lcn[l]) * L_flnr[l] * cons.fnr * act25 / L_f2[l] * L_bt[l] * L_fdl[l]
+                kc = cons.kc25 * L_pkc[l]
+                ko = cons.ko25 * L_pko[l]
+                awc = kc * (1.0 + o2 / ko)
+                cp = 0.5 * kc / ko * o2 * 0.21
+                ei = L_el[l]
+                rb = L_rb[l]
+                cf = L_cf[l]
+                rsn = L_rsn[l]
+                rs1, psn1 = ci_iteration_lane(L_psun[l], ei, eah, co2, rb, pbot, cf, vsun, awc, cp, L_c3[l], L_mp[l],
+                                              L_qe25[l], cons.bp, cons.rsmax0)
+                rs2, psn2 = ci_iteration_lane(L_psha[l], ei, eah, co2, rb, pbot, cf, vsha, awc, cp, L_c3[l], L_mp[l],
+                                              L_qe25[l], cons.bp, cons.rsmax0)
+                sun = L_psun[l] > 0.0
+                sha = L_psha[l] > 0.0
+                L_rssun[l] = rs1 if sun else rsn
+                L_psnsun[l] = psn1 if sun else 0.0
+                L_rssha[l] = rs2 if sha else rsn
+                L_psnsha[l] = psn2 if sha else 0.0
+        else:
+            for l in range(nlane):
+                L_rssun[l] = L_rsn[l]
+                L_psnsun[l] = 0.0
+                L_rssha[l] = L_rsn[l]
+                L_psnsha[l] = 0.0
         # (5) canopy energy balance, Newton step of T_v, fluxes, canopy air, stability numerator
         for l in range(nlane):
             q = L_q[l]

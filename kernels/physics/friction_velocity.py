@@ -143,6 +143,23 @@ _PSI_H_ZETAT = 2.0 * math.log((1.0 + (1.0 + 16.0 * ZETAT) ** 0.5) * 0.5)
 
 
 @njit_inline
+def _phi_stable(zeta, r0, la, lz, ln_zldis_z0):
+    """Phi_m = Phi_h for zeta >= 0 (stable and very stable, the same for momentum and heat), from zeta,
+    r0 = z0 / L, la = ln(L / z0), lz = ln(zeta) and ln(zldis / z0); branch-free."""
+    very_stable = la + 5.0 - 5.0 * r0 + (5.0 * lz + zeta - 1.0)
+    return very_stable if zeta > 1.0 else ln_zldis_z0 + (5.0 * zeta - 5.0 * r0)
+
+
+@njit_inline
+def profiles_ln_stable_lanes(zldis, z0, obu, ln_zldis_z0):
+    """:func:`profiles_ln_lanes` for L > 0 only (stable and very stable): the same operations for these
+    regimes, so the same bits, without the unstable regimes' roots, logarithms and arctangents.
+    Returns Phi_m = Phi_h."""
+    zeta = zldis / obu
+    return _phi_stable(zeta, z0 / obu, vlog(abs(obu) / z0), vlog(abs(zeta)), ln_zldis_z0)
+
+
+@njit_inline
 def profiles_ln_lanes(zldis, z0, obu, ln_zldis_z0):
     """(Phi_m, Phi_h) of :func:`profile_momentum` and :func:`profile_scalar` for z0m = z0h = ``z0`` (m),
     ln(zldis / z0) given, without branches, for loops over ensemble members that must vectorise:
@@ -168,13 +185,10 @@ def profiles_ln_lanes(zldis, z0, obu, ln_zldis_z0):
     psim_0 = vlog(h0 * h0 * ((1.0 + d2) * 0.5)) - 2.0 * vatan(d1) + math.pi * 0.5
     psih_z = 2.0 * vlog((1.0 + c2) * 0.5)
     psih_0 = 2.0 * vlog((1.0 + d2) * 0.5)
-    very_stable = la + 5.0 - 5.0 * r0 + (5.0 * lz + zeta - 1.0)
-    stable = 5.0 * zeta - 5.0 * r0
-    phim = very_stable if zeta > 1.0 else ln_zldis_z0 + stable
-    phim = ln_zldis_z0 - psim_z + psim_0 if zeta < 0.0 else phim
+    phis = _phi_stable(zeta, r0, la, lz, ln_zldis_z0)
+    phim = ln_zldis_z0 - psim_z + psim_0 if zeta < 0.0 else phis
     phim = (la + _LN_ZETAM) - _PSI_M_ZETAM + psim_0 + 1.14 * (pz - _ZETAM_P) if zeta < -ZETAM else phim
-    phih = very_stable if zeta > 1.0 else ln_zldis_z0 + stable
-    phih = ln_zldis_z0 - psih_z + psih_0 if zeta < 0.0 else phih
+    phih = ln_zldis_z0 - psih_z + psih_0 if zeta < 0.0 else phis
     phih = (la + _LN_ZETAT) - _PSI_H_ZETAT + psih_0 + 0.8 * (_ZETAT_P - 1.0 / pz) if zeta < -ZETAT else phih
     return phim, phih
 
