@@ -626,7 +626,7 @@ def test_canopy_water_budget_through_interception_and_evaporation():
     assert np.all(o["h2ocan"] >= 0.0) and np.any(o["evapcan"][:3] > 0.0)
 
 
-def _random_member_inputs(rng, pfts, nm):
+def _random_member_inputs(rng, pfts, nm, day_fraction=0.6):
     """canopy_fluxes arguments for one column of the given PFT patches with every member in its own
     conditions (day and night, stable and unstable, wet and dry, sparse and dense canopies)."""
     npch = len(pfts)
@@ -643,7 +643,7 @@ def _random_member_inputs(rng, pfts, nm):
     el[pp == 0] = 0.0
     es[pp == 0] = 0.0
     vai = el + es
-    sv = rng.uniform(0.0, 600.0, (npch, nm)) * (rng.uniform(size=(1, nm)) < 0.6)
+    sv = rng.uniform(0.0, 600.0, (npch, nm)) * (rng.uniform(size=(1, nm)) < day_fraction)
     sv[vai < VAI_MIN] = 0.0
     par = sv * 0.4
     w = rng.uniform(0.0, 0.5, (npch, nm))
@@ -671,13 +671,16 @@ def _run_members(ins, members):
     return outs
 
 
-def test_each_member_solved_as_if_alone():
+@pytest.mark.parametrize("day_fraction", [0.6, 0.0])
+def test_each_member_solved_as_if_alone(day_fraction):
     """The T_v iteration streams the vegetated members of all patches through vector lanes and refills a
-    lane when its member stops; every member must still do exactly its own CLM iteration: the full
-    ensemble, each member alone and the members in reverse order give the same bits."""
+    lane when its member stops, and skips photosynthesis in passes where no lane absorbs PAR (all night,
+    day_fraction 0: the full ensemble takes that path, a member alone does not); every member must
+    still do exactly its own CLM iteration: the full ensemble, each member alone and the members in
+    reverse order give the same bits."""
     rng = np.random.default_rng(11)
     nm = 45  # not a multiple of the lane count
-    ins = _random_member_inputs(rng, [0, 2, 4, 7, 12, 13, 14], nm)
+    ins = _random_member_inputs(rng, [0, 2, 4, 7, 12, 13, 14], nm, day_fraction)
     full = _run_members(ins, np.arange(nm))
     niter = full[28]
     assert niter.min() < niter.max()  # the members really stop at different passes
