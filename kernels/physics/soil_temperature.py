@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._jit import njit
+from kernels._jit import njit, njit_inline
 from kernels.vmath import vexp, vlog, vpow
 from kernels.physics.soil_layers import tridiagonal_members
 from kernels.physics.constants import CPICE, CPLIQ, DENH2O, DENICE, GRAV, HFUS, TFRZ
@@ -73,6 +73,29 @@ def supercooled_liquid(t, dz, watsat, sucsat, bsw):
     sc = watsat * dz * 1000.0 * vpow(smp / sucsat, -1.0 / bsw)
     sc = 2.0 * watsat * dz * 1000.0 if t >= TFRZ else sc
     return sc if watsat > 0.0 else 0.0
+
+
+@njit_inline
+def _supercooled_members(t, k, dz, watsat, sucsat, bsw, out):
+    """:func:`supercooled_liquid` (mm) for every member of row ``k`` of ``t[row, m]`` (K) into ``out[m]``,
+    same bits; the power (``vmath.vpow``, a vectorised member loop) is evaluated only when some member
+    is below T_f in a layer that holds water, the other cases are one select."""
+    nm = out.shape[0]
+    sc_thawed = 2.0 * watsat * dz * 1000.0
+    cold = False
+    if watsat > 0.0:
+        for m in range(nm):
+            cold |= t[k, m] < TFRZ
+    if cold:
+        nib = -1.0 / bsw
+        for m in range(nm):
+            tm = t[k, m]
+            smp = 1000.0 * HFUS * (tm - TFRZ) / (GRAV * tm)
+            sc = watsat * dz * 1000.0 * vpow(smp / sucsat, nib)
+            out[m] = sc_thawed if tm >= TFRZ else sc
+    else:
+        for m in range(nm):
+            out[m] = sc_thawed if (t[k, m] >= TFRZ and watsat > 0.0) else 0.0
 
 
 @njit
@@ -146,8 +169,9 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
       out_qflx_snomelt [c, m] snow ice melted (> 0) or liquid frozen (< 0) in the snow (mm/s)
       out_resid [c, m]        energy residual dH/dt - out_fgr - eflx_bot (W/m2)
 
-    The conductivities and the supercooled limit below soil level 1 are written out in member loops
-    with ``vmath`` functions (a few ulp from the C library's) so that those loops vectorise.
+    The conductivities and the supercooled limit are written out in member loops with ``vmath``
+    functions (a few ulp from the C library's) so that those loops vectorise; each is evaluated only
+    for the levels of a column that need it (thawed or icy members, members below T_f).
     """
     ncol, nlev, nm = t_soisno.shape
     n = nlev + 1  # row 0 = snow, row k + 1 = soil level k
@@ -163,6 +187,11 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
     cc = np.empty((n, nm))
     r = np.empty((n, nm))
     u = np.empty((n, nm))
+    sat = np.empty(nm)
+    wexp = np.empty(nm)
+    dkt = np.empty(nm)
+    dks = np.empty(nm)
+    sc = np.empty(nm)  # supercooled limit of one level (mm)
     act = np.empty(nm, dtype=np.bool_)
     depth = np.empty(nm)
     hbefore = np.empty(nm)
@@ -194,18 +223,39 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
                 Csys[k + 1, m] = cv
             if ws > 0.0:
                 # soil_properties.soil_thermal_conductivity written out: LLVM does not inline a helper
-                # holding both vlog and vexp, and the call would keep this loop scalar
+                # holding both vlog and vexp, and the call would keep this loop scalar. Each runs in a
+                # loop of its own behind a real branch (a select would evaluate it anyway): the logarithm
+                # (Kersten number) only where some member is thawed, the exponential only where some
+                # member holds ice; without ice fl = 1 and k_sat = tkmg k_liq^theta_sat is one number for
+                # the level (the same bits as the member formula)
                 dzl = DENH2O * dzk
                 dzi = DENICE * dzk
+                thawed = False
+                icy = False
+                for m in range(nm):
+                    thawed |= T[k + 1, m] >= TFRZ
+                    icy |= ice[k + 1, m] != 0.0
                 for m in range(nm):
                     vliq = liq[k + 1, m] / dzl
                     vice = ice[k + 1, m] / dzi
                     satw = min(1.0, (vliq + vice) / ws)
-                    dke_thawed = max(0.0, vlog(satw) * _INV_LN10 + 1.0)  # log10(S_r) + 1
-                    dke = dke_thawed if T[k + 1, m] >= TFRZ else satw
+                    sat[m] = satw
                     fl = vliq / (vliq + vice)
-                    dksat = tm * vexp(ws * (fl * _LOG_TKWAT + (1.0 - fl) * _LOG_TKICE))
-                    lk = dke * dksat + (1.0 - dke) * td
+                    wexp[m] = ws * (fl * _LOG_TKWAT + (1.0 - fl) * _LOG_TKICE)
+                if thawed:
+                    for m in range(nm):
+                        dkt[m] = max(0.0, vlog(sat[m]) * _INV_LN10 + 1.0)  # log10(S_r) + 1
+                if icy:
+                    for m in range(nm):
+                        dks[m] = tm * vexp(wexp[m])
+                else:
+                    dksat_thawed = tm * vexp(ws * _LOG_TKWAT)
+                    for m in range(nm):
+                        dks[m] = dksat_thawed
+                for m in range(nm):
+                    satw = sat[m]
+                    dke = dkt[m] if T[k + 1, m] >= TFRZ else satw
+                    lk = dke * dks[m] + (1.0 - dke) * td
                     lam[k + 1, m] = lk if satw > 1.0e-7 else td
             else:  # bedrock
                 for m in range(nm):
@@ -276,6 +326,7 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
             dtop = u[0, m] - T[0, m] if act[m] else u[1, m] - T[1, m]
             out_fgr[c, m] = eflx_gnet[c, m] + deflx_dt[c, m] * dtop
         # ---- phase change (CLM4 section 6.2); u holds the new temperatures
+        _supercooled_members(u, 1, dz[0], watsat[c, 0], sucsat[c, 0], bsw[c, 0], sc)
         for m in range(nm):
             ice0_snow = ice[0, m]
             # snow layer, or unlayered snow lumped into soil level 1
@@ -318,9 +369,8 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
                     ice[0, m] += dm
                     e += HFUS * dm
                     changed = True
-                sc = supercooled_liquid(u[1, m], dz[0], watsat[c, 0], sucsat[c, 0], bsw[c, 0])
-                if e < 0.0 and liq[1, m] > sc:
-                    dm = min(liq[1, m] - sc, -e / HFUS)
+                if e < 0.0 and liq[1, m] > sc[m]:
+                    dm = min(liq[1, m] - sc[m], -e / HFUS)
                     liq[1, m] -= dm
                     ice[1, m] += dm
                     e += HFUS * dm
@@ -348,24 +398,14 @@ def soil_snow_temperature(dt, z, zi, dz, watsat, sucsat, bsw, tkmg, tkdry, csol,
             j = k - 1
             dzj = dz[j]
             ws = watsat[c, j]
-            psat = sucsat[c, j]
-            nib = -1.0 / bsw[c, j]
             cs = csol[c, j]
-            cold = False
-            for m in range(nm):
-                cold |= u[k, m] < TFRZ
-            # branch-free member loops; the supercooled limit only where some member is below T_f
+            _supercooled_members(u, k, dzj, ws, sucsat[c, j], bsw[c, j], sc)
             for m in range(nm):
                 uk = u[k, m]
                 lk = liq[k, m]
                 ik = ice[k, m]
                 e = Csys[k, m] * (uk - TFRZ)
-                # supercooled_liquid written out (vpow inlined; the helper call would keep the loop scalar)
-                smp = 1000.0 * HFUS * (uk - TFRZ) / (GRAV * uk)
-                sc = ws * dzj * 1000.0 * vpow(smp / psat, nib) if cold else 0.0
-                sc = 2.0 * ws * dzj * 1000.0 if uk >= TFRZ else sc
-                sc = sc if ws > 0.0 else 0.0
-                dm = _phase_change_dm(e, lk, ik, sc)
+                dm = _phase_change_dm(e, lk, ik, sc[m])
                 changed = dm != 0.0
                 ik2 = ik - dm
                 lk2 = lk + dm
