@@ -546,9 +546,9 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
         if nrun == 0:
             break
         # Passes in which every lane is stable (L > 0: mostly night) skip the unstable regimes of the
-        # profiles, and passes in which no lane's leaves absorb PAR (night) skip the photosynthesis of
-        # (3) and (4); the lanes' values are the same as from the full forms (the same operations for
-        # the regimes and cases that apply).
+        # profiles, and passes in which no lane's leaves absorb PAR (night) skip the photosynthesis
+        # phases; the lanes' values are the same as from the full forms (the same operations for the
+        # regimes and cases that apply).
         unstable = False
         lit = False
         for l in range(_LANES):
