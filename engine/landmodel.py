@@ -43,9 +43,9 @@ Budgets, per column and member, every step (``check_budgets=True``; sums in ``ba
   (precipitation, runoff, evaporation, CLM4 neglects these terms);
 - water (mm, tolerance 1e-9): (RAIN + SNOW - ET - QRUNOFF) dt - change of canopy water (patch weighted),
   snow (ice + liquid) and soil liquid + ice;
-- carbon and nitrogen (g/m2, tolerance 1e-9): ``cn_state.cn_budget_residuals``; an analysis
-  (:meth:`LandModel.set_lai` or :meth:`LandModel.set_leaf`) records the C and N it adds as an explicit
-  term, checked at the next step.
+- carbon and nitrogen (g/m2, tolerance 1e-9): ``cn_state.cn_budget_residuals`` (from the totals,
+  ``cn_budget_residuals_of_totals``); an analysis (:meth:`LandModel.set_lai` or :meth:`LandModel.set_leaf`)
+  records the C and N it adds as an explicit term, checked at the next step.
 
 State: :class:`engine.physics_state.PhysicsState` (declared table + packed CN state); this module writes
 it only inside :meth:`step`, :meth:`set_lai`, :meth:`set_leaf`, :meth:`exit_spinup` and the cold start.
@@ -334,7 +334,7 @@ class LandModel:
                      "t_grnd", "sfc_liq", "sfc_ice", "rain_g", "snow_g", "evap_g", "qsub", "top_soil", "sub_excess",
                      "adv_snow", "res_snow", "gnet", "dgnet", "fgr_real", "snomelt", "res_heat", "qtran_col",
                      "surf", "infl", "drain", "zwt", "fsat", "adv_soil", "res_soil", "h_before", "h_after",
-                     "totc", "totn", "rc", "rn", "h2osno_old", "liq_tot", "lw4", "e_resid", "w_resid",
+                     "totc", "totn", "totc_new", "totn_new", "rc", "rn", "h2osno_old", "liq_tot", "lw4", "e_resid", "w_resid",
                      "h2osno", "dtg", "ice_tot", "w_before", "w_after", "tg_new", "evap_soil", "drain_pos"):
             w[name] = z2()
         for name in ("albsod", "albsoi", "albsnd", "albsni", "albgrd", "albgri", "solad", "solai"):
@@ -619,8 +619,10 @@ class LandModel:
         else:
             w["e_resid"][...] = np.nan  # not computed: the diagnostics say so
             w["w_resid"][...] = np.nan
+        # the totals _cn_step took of the final C and N state (no later kernel changes ps or cs)
+        self._totc_buf[...] = w["totc_new"]
+        self._totn_buf[...] = w["totn_new"]
         self._totc_end, self._totn_end = self._totc_buf, self._totn_buf
-        S.cn_totals(pc, pw, ps, cs, self._totc_end, self._totn_end)
         return StepDiagnostics(w["e_resid"].copy(), w["w_resid"].copy(), w["rc"].copy(), w["rn"].copy())
 
     def _cn_step(self, time, t2m):
@@ -653,7 +655,11 @@ class LandModel:
                                   dt, cs, cf)
         CA.veg_struct_update(pp, pc, st.snow_depth, self.forc_hgt, pft, cons, dt, ps)
         AL.annual_update(pp, t2m, dt, ps, pf)
-        S.cn_budget_residuals(pc, pw, w["totc"], w["totn"], ps, cs, pf, cf, dt, w["rc"], w["rn"])
+        # the step's final C and N totals, summed once: the budget residuals here and the start of the
+        # next step's analysis-increment check (step() keeps them); same bits as cn_budget_residuals
+        S.cn_totals(pc, pw, ps, cs, w["totc_new"], w["totn_new"])
+        S.cn_budget_residuals_of_totals(pc, pw, w["totc"], w["totn"], w["totc_new"], w["totn_new"], pf, cf, dt,
+                                        w["rc"], w["rn"])
 
     # ------------------------------------------------------------------------------------------
     def patch_outputs(self) -> dict:
