@@ -112,7 +112,8 @@ def test_profile_functions_continuous_at_regime_boundaries(zeta_b):
 
 def test_lane_forms_match_the_scalar_profiles():
     """friction_velocity's branch-free lane forms (kernels.vmath, vectorised in canopy_fluxes) against the
-    scalar CLM forms (C library): every stability regime, within 1e-13 relative."""
+    scalar CLM forms (C library): every stability regime, within 1e-13 relative (bit for bit where the
+    lane form does the same operations)."""
     rng = np.random.default_rng(7)
     n = 20000
     zl = rng.uniform(2.0, 60.0, n)
@@ -124,6 +125,13 @@ def test_lane_forms_match_the_scalar_profiles():
         phim, phih = fv.profiles_ln_lanes(zl[i], z0[i], obu[i], math.log(zl[i] / z0[i]))
         assert phim == pytest.approx(fv.profile_momentum(zl[i], z0[i], obu[i]), rel=1e-13, abs=1e-13)
         assert phih == pytest.approx(fv.profile_scalar(zl[i], z0[i], obu[i]), rel=1e-13, abs=1e-13)
+        # the separate momentum and heat forms (bare ground, z0h != z0m)
+        z0h = z0[i] * rng.uniform(0.05, 1.0)
+        lnh = math.log(zl[i] / z0h)
+        assert fv.profile_momentum_ln_lanes(zl[i], z0[i], obu[i], math.log(zl[i] / z0[i])) == pytest.approx(
+            fv.profile_momentum(zl[i], z0[i], obu[i]), rel=1e-13, abs=1e-13)
+        assert fv.profile_scalar_ln_lanes(zl[i], z0h, obu[i], lnh) == pytest.approx(
+            fv.profile_scalar(zl[i], z0h, obu[i]), rel=1e-13, abs=1e-13)
         if obu[i] > 0.0:  # the stable-only form gives the same bits where it applies
             phis = fv.profiles_ln_stable_lanes(zl[i], z0[i], obu[i], math.log(zl[i] / z0[i]))
             assert phis == phim and phis == phih
@@ -133,6 +141,10 @@ def test_lane_forms_match_the_scalar_profiles():
         um_l, obu_l = fv.update_obukhov_lanes(zl[i], ustar, thvstar, thv, 3.0)
         um_s, obu_s = fv.update_obukhov(zl[i], ustar, thvstar, thv, 3.0)
         assert um_l == pytest.approx(um_s, rel=1e-14) and obu_l == pytest.approx(obu_s, rel=1e-14)
+        dthv = rng.uniform(-5.0, 5.0)
+        ur = rng.uniform(0.5, 15.0)
+        ini_l = fv.monin_obukhov_ini_lanes(ur, thv, dthv, zl[i], math.log(zl[i] / z0[i]))
+        assert ini_l == fv.monin_obukhov_ini(ur, thv, dthv, zl[i], z0[i])  # same operations, same bits
 
 
 def test_stability_orders_friction_velocity():

@@ -60,17 +60,17 @@ from kernels.physics.friction_velocity import (
     Z0_SOIL,
     canopy_roughness,
     monin_obukhov_ini,
-    profile_momentum_ln,
+    monin_obukhov_ini_lanes,
+    profile_momentum_ln_lanes,
     profile_scalar,
-    profile_scalar_ln,
+    profile_scalar_ln_lanes,
     profiles_ln_lanes,
     profiles_ln_stable_lanes,
-    update_obukhov,
     update_obukhov_lanes,
 )
 from kernels.physics.photosynthesis import GC_PER_UMOL, O2_MOLAR, ci_iteration_lane, f_high_temperature, f_q10_ln
 from kernels.physics.saturation import qsat, qsat_lane
-from kernels.vmath import vlog, vpow
+from kernels.vmath import vexp, vlog, vpow
 
 # Physical constants of CLM4 (clm_varcon/shr_const): Stefan-Boltzmann SB (W m-2 K-4), specific heat of
 # dry air CPAIR (J kg-1 K-1), latent heats of vaporisation HVAP and sublimation HSUB = HVAP + HFUS
@@ -792,8 +792,93 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             a_dqh[p, m] = L_dqh[l]
             a_delq[p, m] = L_delq[l]
     # ---------------- per member: the vegetated results or the bare-ground solution ----------------
+    # The bare-ground stability passes (CLM4.0 BareGroundFluxes) of a patch with bare members run for all
+    # its members at once in vectorised member loops over the rows of one block (kernels.vmath forms of
+    # the profiles; a pass in which every member is stable uses the stable-only form), before the member
+    # loop that takes each member's result from the vegetated iteration or from these passes.
+    bblk = np.empty((20, nmem))
+    B_zl = bblk[0]
+    B_z0m = bblk[1]
+    B_lnzm = bblk[2]
+    B_thv = bblk[3]
+    B_ur = bblk[4]
+    B_th = bblk[5]
+    B_q = bblk[6]
+    B_thm = bblk[7]
+    B_dth = bblk[8]
+    B_dqh = bblk[9]
+    B_um = bblk[10]
+    B_obu = bblk[11]
+    B_z0h = bblk[12]
+    B_lnzh = bblk[13]
+    B_ustar = bblk[14]
+    B_temp1 = bblk[15]
+    B_z0hl = bblk[16]
+    B_obul = bblk[17]
+    B_temp12m = bblk[18]
     for p in range(npatch):
         c = patch_col[p]
+        anybare = False
+        for m in range(nmem):
+            anybare |= not isveg[p, m]
+        if anybare:
+            for m in range(nmem):
+                th = forc_t[c, m]
+                q = forc_q[c, m]
+                z0m = z0mg[c, m]
+                hgt = forc_hgt + z0m
+                thm = th + 0.0098 * hgt
+                B_zl[m] = hgt  # zldis: no displacement over bare ground
+                B_z0m[m] = z0m
+                B_lnzm[m] = vlog(hgt / z0m)
+                B_th[m] = th
+                B_q[m] = q
+                B_thv[m] = th * (1.0 + 0.61 * q)
+                B_thm[m] = thm
+                B_dth[m] = thm - t_grnd[c, m]
+                B_dqh[m] = q - qg[c, m]
+                B_ur[m] = max(1.0, forc_wind[c, m])
+            for m in range(nmem):
+                q = B_q[m]
+                dthv = B_dth[m] * (1.0 + 0.61 * q) + 0.61 * B_th[m] * B_dqh[m]
+                um, obu = monin_obukhov_ini_lanes(B_ur[m], B_thv[m], dthv, B_zl[m], B_lnzm[m])
+                B_um[m] = um
+                B_obu[m] = obu
+                B_z0h[m] = B_z0m[m]
+                B_lnzh[m] = B_lnzm[m]
+            # CLM FrictionVelocity per pass (temp2 = temp1 as z0q = z0h); ln(zldis / z0h) follows from
+            # z0h = z0m exp(-x), x = 0.13 (u* z0m / nu)^0.45, without a logarithm; the 2-m profile
+            # (temp12m = temp22m) is needed only for the last pass's z0h and L
+            for _it in range(_NITER_BARE):
+                unstable = False
+                for m in range(nmem):
+                    unstable |= B_obu[m] < 0.0
+                if unstable:
+                    for m in range(nmem):
+                        B_ustar[m] = VKC * B_um[m] / profile_momentum_ln_lanes(B_zl[m], B_z0m[m], B_obu[m], B_lnzm[m])
+                        B_temp1[m] = VKC / profile_scalar_ln_lanes(B_zl[m], B_z0h[m], B_obu[m], B_lnzh[m])
+                else:
+                    for m in range(nmem):
+                        B_ustar[m] = VKC * B_um[m] / profiles_ln_stable_lanes(B_zl[m], B_z0m[m], B_obu[m], B_lnzm[m])
+                        B_temp1[m] = VKC / profiles_ln_stable_lanes(B_zl[m], B_z0h[m], B_obu[m], B_lnzh[m])
+                for m in range(nmem):
+                    ustar = B_ustar[m]
+                    temp1 = B_temp1[m]
+                    z0m = B_z0m[m]
+                    B_z0hl[m] = B_z0h[m]
+                    B_obul[m] = B_obu[m]
+                    tstar = temp1 * B_dth[m]
+                    qstar = temp1 * B_dqh[m]
+                    xz = 0.13 * vpow(ustar * z0m / KVISC, 0.45)
+                    B_z0h[m] = z0m / vexp(xz)
+                    B_lnzh[m] = B_lnzm[m] + xz
+                    thvstar = tstar * (1.0 + 0.61 * B_q[m]) + 0.61 * B_th[m] * qstar
+                    um, obu = update_obukhov_lanes(B_zl[m], ustar, thvstar, B_thv[m], B_ur[m])
+                    B_um[m] = um
+                    B_obu[m] = obu
+            for m in range(nmem):
+                z0h = B_z0hl[m]
+                B_temp12m[m] = VKC / profile_scalar_ln_lanes(2.0 + z0h, z0h, B_obul[m], vlog((2.0 + z0h) / z0h))
         for m in range(nmem):
             pbot = forc_pbot[c, m]
             q = forc_q[c, m]
@@ -879,40 +964,13 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             else:
                 # ---------------- bare ground (CLM4.0 BareGroundFluxes) ----------------
                 rho = air_density(forc_t[c, m], q, pbot)
-                thv = th * (1.0 + 0.61 * q)
-                ur = max(1.0, forc_wind[c, m])
-                hgt = forc_hgt + z0mg[c, m]
-                thm = forc_t[c, m] + 0.0098 * hgt
-                zldis = hgt
-                z0m = z0mg[c, m]
-                z0h = z0m
-                dth = thm - tg
-                dqh = q - qg[c, m]
-                dthv = dth * (1.0 + 0.61 * q) + 0.61 * th * dqh
-                um, obu = monin_obukhov_ini(ur, thv, dthv, zldis, z0m)
-                # CLM FrictionVelocity per pass (temp2 = temp1 as z0q = z0h); ln(zldis / z0h) follows from
-                # z0h = z0m exp(-x), x = 0.13 (u* z0m / nu)^0.45, without a logarithm; the 2-m profile
-                # (temp12m = temp22m) is needed only for the last pass's z0h and L
-                ln_zm = math.log(zldis / z0m)
-                ln_zh = ln_zm
-                ustar = 0.0
-                temp1 = 0.0
-                z0h_last = z0h
-                obu_last = obu
-                for _it in range(_NITER_BARE):
-                    ustar = VKC * um / profile_momentum_ln(zldis, z0m, obu, ln_zm)
-                    temp1 = VKC / profile_scalar_ln(zldis, z0h, obu, ln_zh)
-                    z0h_last = z0h
-                    obu_last = obu
-                    tstar = temp1 * dth
-                    qstar = temp1 * dqh
-                    xz = 0.13 * (ustar * z0m / KVISC) ** 0.45
-                    z0h = z0m / math.exp(xz)
-                    ln_zh = ln_zm + xz
-                    thvstar = tstar * (1.0 + 0.61 * q) + 0.61 * th * qstar
-                    um, obu = update_obukhov(zldis, ustar, thvstar, thv, ur)
+                thm = B_thm[m]
+                dth = B_dth[m]
+                dqh = B_dqh[m]
+                ustar = B_ustar[m]
+                temp1 = B_temp1[m]
                 temp2 = temp1
-                temp12m = VKC / profile_scalar(2.0 + z0h_last, z0h_last, obu_last)
+                temp12m = B_temp12m[m]
                 temp22m = temp12m
                 rah = 1.0 / (temp1 * ustar)
                 raw = 1.0 / (temp2 * ustar)

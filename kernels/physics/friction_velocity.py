@@ -151,8 +151,52 @@ def _phi_stable(zeta, r0, la, lz, ln_zldis_z0):
 
 
 @njit_inline
+def _psim_lanes(x2):
+    """psi_m of :func:`psi_m_unstable` from x^2 = sqrt|1 - 16 zeta|, branch-free with ``kernels.vmath``
+    (the two logarithms taken as one, ln(((1+x)/2)^2 (1+x^2)/2))."""
+    x1 = math.sqrt(x2)
+    h = (1.0 + x1) * 0.5
+    return vlog(h * h * ((1.0 + x2) * 0.5)) - 2.0 * vatan(x1) + math.pi * 0.5
+
+
+@njit_inline
+def _psih_lanes(x2):
+    """psi_h of :func:`psi_h_unstable` from x^2 = sqrt|1 - 16 zeta|, with ``kernels.vmath``."""
+    return 2.0 * vlog((1.0 + x2) * 0.5)
+
+
+@njit_inline
+def profile_momentum_ln_lanes(zldis, z0m, obu, ln_zldis_z0m):
+    """:func:`profile_momentum` with ln(zldis / z0m) given, branch-free with ``kernels.vmath`` (every
+    regime formed, the right one selected), for vectorised member loops; within a few ulp of it."""
+    zeta = zldis / obu
+    r0 = z0m / obu
+    la = vlog(abs(obu) / z0m)
+    lz = vlog(abs(zeta))
+    psim_0 = _psim_lanes(math.sqrt(abs(1.0 - 16.0 * r0)))
+    phi = (ln_zldis_z0m - _psim_lanes(math.sqrt(abs(1.0 - 16.0 * zeta))) + psim_0 if zeta < 0.0
+           else _phi_stable(zeta, r0, la, lz, ln_zldis_z0m))
+    return (la + _LN_ZETAM) - _PSI_M_ZETAM + psim_0 + 1.14 * (vexp(0.333 * lz) - _ZETAM_P) if zeta < -ZETAM else phi
+
+
+@njit_inline
+def profile_scalar_ln_lanes(zldis, z0h, obu, ln_zldis_z0h):
+    """:func:`profile_scalar` with ln(zldis / z0h) given, branch-free with ``kernels.vmath``, for
+    vectorised member loops; within a few ulp of it."""
+    zeta = zldis / obu
+    r0 = z0h / obu
+    la = vlog(abs(obu) / z0h)
+    lz = vlog(abs(zeta))
+    psih_0 = _psih_lanes(math.sqrt(abs(1.0 - 16.0 * r0)))
+    phi = (ln_zldis_z0h - _psih_lanes(math.sqrt(abs(1.0 - 16.0 * zeta))) + psih_0 if zeta < 0.0
+           else _phi_stable(zeta, r0, la, lz, ln_zldis_z0h))
+    return (la + _LN_ZETAT) - _PSI_H_ZETAT + psih_0 + 0.8 * (_ZETAT_P - 1.0 / vexp(0.333 * lz)) if zeta < -ZETAT else phi
+
+
+@njit_inline
 def profiles_ln_stable_lanes(zldis, z0, obu, ln_zldis_z0):
-    """:func:`profiles_ln_lanes` for L > 0 only (stable and very stable): the same operations for these
+    """:func:`profiles_ln_lanes` (and :func:`profile_momentum_ln_lanes`, :func:`profile_scalar_ln_lanes`
+    with z0 = z0m or z0h) for L > 0 only (stable and very stable): the same operations for these
     regimes, so the same bits, without the unstable regimes' roots, logarithms and arctangents.
     Returns Phi_m = Phi_h."""
     zeta = zldis / obu
@@ -176,15 +220,11 @@ def profiles_ln_lanes(zldis, z0, obu, ln_zldis_z0):
     # square roots of |1 - 16 zeta|: only the unstable regimes (zeta < 0) use them; the abs() lets the
     # compiler use the vector square-root instruction (no C-library call for negative arguments)
     c2 = math.sqrt(abs(1.0 - 16.0 * zeta))
-    c1 = math.sqrt(c2)
     d2 = math.sqrt(abs(1.0 - 16.0 * r0))
-    d1 = math.sqrt(d2)
-    hz = (1.0 + c1) * 0.5
-    h0 = (1.0 + d1) * 0.5
-    psim_z = vlog(hz * hz * ((1.0 + c2) * 0.5)) - 2.0 * vatan(c1) + math.pi * 0.5
-    psim_0 = vlog(h0 * h0 * ((1.0 + d2) * 0.5)) - 2.0 * vatan(d1) + math.pi * 0.5
-    psih_z = 2.0 * vlog((1.0 + c2) * 0.5)
-    psih_0 = 2.0 * vlog((1.0 + d2) * 0.5)
+    psim_z = _psim_lanes(c2)
+    psim_0 = _psim_lanes(d2)
+    psih_z = _psih_lanes(c2)
+    psih_0 = _psih_lanes(d2)
     phis = _phi_stable(zeta, r0, la, lz, ln_zldis_z0)
     phim = ln_zldis_z0 - psim_z + psim_0 if zeta < 0.0 else phis
     phim = (la + _LN_ZETAM) - _PSI_M_ZETAM + psim_0 + 1.14 * (pz - _ZETAM_P) if zeta < -ZETAM else phim
@@ -212,6 +252,19 @@ def monin_obukhov_ini(ur, thv, dthv, zldis, z0m):
         zeta = rib * math.log(zldis / z0m)
         zeta = max(-100.0, min(zeta, -0.01))
     return um, zldis / zeta
+
+
+@njit_inline
+def monin_obukhov_ini_lanes(ur, thv, dthv, zldis, ln_zldis_z0m):
+    """:func:`monin_obukhov_ini` with ln(zldis / z0m) given and without branches (both stability cases
+    formed, one selected), for vectorised member loops; the same operations, so bit-identical to it
+    for the same logarithm. Returns (um [m/s], obu [m])."""
+    wc = 0.5
+    um = max(ur, 0.1) if dthv >= 0.0 else math.sqrt(ur * ur + wc * wc)
+    rib = GRAV * zldis * dthv / (thv * um * um)
+    zs = min(2.0, max(rib * ln_zldis_z0m / (1.0 - 5.0 * min(rib, 0.19)), 0.01))
+    zu = max(-100.0, min(rib * ln_zldis_z0m, -0.01))
+    return um, zldis / (zs if rib >= 0.0 else zu)
 
 
 @njit
@@ -288,6 +341,8 @@ def vegetation_roughness(patch_col, patch_pft, htop, elai, esai, z0mg, z0mr, dis
 __all__ = [
     "ALPHA_AERO", "TLSAI_CRIT", "Z0_SNOW", "Z0_SOIL", "ZETAM", "ZETAT",
     "aerodynamic_resistances", "canopy_roughness", "friction_velocity", "momentum_and_heat_profiles",
-    "monin_obukhov_ini", "profile_momentum", "profile_scalar", "profiles_ln_lanes", "psi_h_unstable",
-    "psi_m_unstable", "update_obukhov", "update_obukhov_lanes", "vegetation_roughness",
+    "monin_obukhov_ini", "monin_obukhov_ini_lanes", "profile_momentum", "profile_momentum_ln",
+    "profile_momentum_ln_lanes", "profile_scalar", "profile_scalar_ln", "profile_scalar_ln_lanes",
+    "profiles_ln_lanes", "profiles_ln_stable_lanes", "psi_h_unstable", "psi_m_unstable", "update_obukhov",
+    "update_obukhov_lanes", "vegetation_roughness",
 ]
