@@ -82,8 +82,8 @@ def crit_onset_gdd(annavg_t2m):
 
 
 # Per-member scratch rows of the phenology kernel (one patch at a time).
-_W_S2X, _W_X2D, _W_XDC, _W_LC1, _W_LC2, _W_LC3, _W_LN1, _W_LN2, _W_LN3, _W_CWDC, _W_CWDN, _W_MORTC = range(12)
-_NW = 12
+_W_S2X, _W_X2D, _W_XDC, _W_LC1, _W_LC2, _W_LC3, _W_LN1, _W_LN2, _W_LN3, _W_CWDC, _W_CWDN, _W_MORTC, _W_CRIT = range(13)
+_NW = 13
 
 
 @njit_inline
@@ -173,6 +173,7 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
     cwdc = wk[_W_CWDC]
     cwdn = wk[_W_CWDN]
     mortc = wk[_W_MORTC]
+    crit_r = wk[_W_CRIT]
     for p in range(ps.shape[1]):
         ivt = patch_pft[p]
         if ivt == 0:
@@ -249,6 +250,14 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
                 x2d_r[m] = f_x2d
                 nact += 1 if ((f_s2x > 0.0) | (f_x2d > 0.0)) else 0
         elif stress:
+            # the onset GDD threshold matters only to members with the GDD trigger set (before or in
+            # this step): evaluated behind a real branch (a select would evaluate vexp for all)
+            need_crit = False
+            for m in range(nmem):
+                need_crit |= (ps[ONSET_GDDFLAG, p, m] == 1.0) | (ps[ONSET_FDD, p, m] + fracday > CRIT_ONSET_FDD)
+            if need_crit:
+                for m in range(nmem):
+                    crit_r[m] = vexp(4.8 + 0.13 * (ps[ANNAVG_T2M, p, m] - TFRZ))
             for m in range(nmem):
                 soilt = t_soi[c, PHENOLOGY_LAYER, m]
                 psi = soilpsi[c, PHENOLOGY_LAYER, m]
@@ -262,7 +271,7 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
                 swi = ps[ONSET_SWI, p, m]
                 ofdd = ps[OFFSET_FDD, p, m]
                 oswi = ps[OFFSET_SWI, p, m]
-                crit = vexp(4.8 + 0.13 * (ps[ANNAVG_T2M, p, m] - TFRZ))
+                crit = crit_r[m]
                 # dormant: freezing trigger, GDD and soil water index -> onset
                 dormant = dorm == 1.0
                 fdd = fdd + fracday if (dormant & (gddflag == 0.0) & (soilt < TFRZ)) else fdd
@@ -487,11 +496,17 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
             ln1[m] += dn
             pf[F_MORT_C, p, m] = mortc[m]
 
-        # ---- round-off clamps of the patch pools (accounted; xsmrpool may hold a debt) ----
+        # ---- round-off clamps of the patch pools (accounted; xsmrpool may hold a debt); a pool is
+        # clamped only where some member is negative (rare), tested first with a real branch ----
         for i in range(NC0 + 20):
             if i == XSMRPOOL:
                 continue
             ic = F_CLAMP_C if i < NC0 else F_CLAMP_N
+            any_neg = False
+            for m in range(nmem):
+                any_neg |= ps[i, p, m] < 0.0
+            if not any_neg:
+                continue
             for m in range(nmem):
                 x = ps[i, p, m]
                 neg = x < 0.0
