@@ -82,8 +82,9 @@ def crit_onset_gdd(annavg_t2m):
 
 
 # Per-member scratch rows of the phenology kernel (one patch at a time).
-_W_S2X, _W_X2D, _W_XDC, _W_LC1, _W_LC2, _W_LC3, _W_LN1, _W_LN2, _W_LN3, _W_CWDC, _W_CWDN, _W_MORTC, _W_CRIT = range(13)
-_NW = 13
+(_W_S2X, _W_X2D, _W_XDC, _W_LC1, _W_LC2, _W_LC3, _W_LN1, _W_LN2, _W_LN3, _W_CWDC, _W_CWDN, _W_MORTC, _W_CRIT,
+ _W_LCLIT, _W_FCLIT, _W_LNLIT, _W_FNLIT, _W_LNRETR) = range(18)
+_NW = 18
 
 
 @njit_inline
@@ -174,6 +175,11 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
     cwdn = wk[_W_CWDN]
     mortc = wk[_W_MORTC]
     crit_r = wk[_W_CRIT]
+    lc_r = wk[_W_LCLIT]  # leaf and fine root litterfall C, leaf and fine root litter N, leaf N retranslocated
+    fc_r = wk[_W_FCLIT]
+    lnl_r = wk[_W_LNLIT]
+    fnl_r = wk[_W_FNLIT]
+    lnr_r = wk[_W_LNRETR]
     for p in range(ps.shape[1]):
         ivt = patch_pft[p]
         if ivt == 0:
@@ -378,11 +384,11 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
                 pf[F_AR, p, m] = pf[F_AR, p, m] + tr_gr if pay else pf[F_AR, p, m]
 
         # ---- litterfall of leaves and fine roots (CNOffsetLitterfall, CNBackgroundLitterfall) ----
+        # (three member loops, litter rates, pools, column shares: one loop touching all these rows
+        # would need too many run-time alias checks to vectorise)
         for m in range(nmem):
             leafc = ps[LEAFC, p, m]
             frootc = ps[FROOTC, p, m]
-            leafn = ps[LEAFC + NC0, p, m]
-            frootn = ps[FROOTC + NC0, p, m]
             pl = ps[PREV_LEAFC_TO_LITTER, p, m]
             pr = ps[PREV_FROOTC_TO_LITTER, p, m]
             oc = ps[OFFSET_COUNTER, p, m]
@@ -398,10 +404,17 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
             background = bglfr > 0.0
             lb = rate * max(leafc, 0.0) if background else 0.0
             fb = rate * max(frootc, 0.0) if background else 0.0
-            lc_lit = lo if in_offset else lb
-            fc_lit = fo if in_offset else fb
+            lc_r[m] = lo if in_offset else lb
+            fc_r[m] = fo if in_offset else fb
             ps[PREV_LEAFC_TO_LITTER, p, m] = lo if in_offset else pl
             ps[PREV_FROOTC_TO_LITTER, p, m] = fo if in_offset else pr
+        for m in range(nmem):
+            leafc = ps[LEAFC, p, m]
+            frootc = ps[FROOTC, p, m]
+            leafn = ps[LEAFC + NC0, p, m]
+            frootn = ps[FROOTC + NC0, p, m]
+            lc_lit = lc_r[m]
+            fc_lit = fc_r[m]
             # leaf litter N at the litter C:N, the rest retranslocated; fine root litter at the pool's N:C
             split = (leafc > 0.0) & (lc_lit > 0.0)
             nloss = lc_lit * max(leafn, 0.0) / leafc
@@ -414,9 +427,17 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
             ps[LEAFC + NC0, p, m] = leafn - dt * (ln_lit + ln_retr)
             ps[FROOTC + NC0, p, m] = frootn - dt * fn_lit
             ps[RETRANSN, p, m] += dt * ln_retr
+            lnl_r[m] = ln_lit
+            fnl_r[m] = fn_lit
+            lnr_r[m] = ln_retr
+        for m in range(nmem):
+            lc_lit = lc_r[m]
+            fc_lit = fc_r[m]
+            ln_lit = lnl_r[m]
+            fn_lit = fnl_r[m]
             pf[F_LEAFC_TO_LITTER, p, m] = lc_lit
             pf[F_FROOTC_TO_LITTER, p, m] = fc_lit
-            pf[F_LEAFN_TO_RETRANSN, p, m] = ln_retr
+            pf[F_LEAFN_TO_RETRANSN, p, m] = lnr_r[m]
             # to the column litter pools (per m2 of column: weighted by the patch weight, below)
             lc1[m] = lc_lit * lf_flab + fc_lit * fr_flab
             lc2[m] = lc_lit * lf_fcel + fc_lit * fr_fcel
