@@ -62,7 +62,6 @@ from kernels.physics.friction_velocity import (
     monin_obukhov_ini,
     monin_obukhov_ini_lanes,
     profile_momentum_ln_lanes,
-    profile_scalar,
     profile_scalar_ln_lanes,
     profiles_ln_lanes,
     profiles_ln_stable_lanes,
@@ -400,6 +399,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             veg = veg_pft and vai >= VAI_MIN and htop[p, m] > 0.0
             isveg[p, m] = veg
             if not veg:
+                a_z0mv[p, m] = 1.0  # finite values for the vectorised 2-m profile loop (result unused)
+                a_obufv[p, m] = 1.0
                 continue
             pbot = forc_pbot[c, m]
             q = forc_q[c, m]
@@ -816,11 +817,20 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     B_z0hl = bblk[16]
     B_obul = bblk[17]
     B_temp12m = bblk[18]
+    V_temp12m = bblk[19]
     for p in range(npatch):
         c = patch_col[p]
         anybare = False
+        anyveg = False
         for m in range(nmem):
             anybare |= not isveg[p, m]
+            anyveg |= isveg[p, m]
+        if anyveg:
+            # 2-m profile of the vegetated members' last iteration (CLM computes it inside FrictionVelocity
+            # every pass)
+            for m in range(nmem):
+                z0mv = a_z0mv[p, m]
+                V_temp12m[m] = VKC / profile_scalar_ln_lanes(2.0 + z0mv, z0mv, a_obufv[p, m], vlog((2.0 + z0mv) / z0mv))
         if anybare:
             for m in range(nmem):
                 th = forc_t[c, m]
@@ -889,7 +899,6 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             if isveg[p, m]:
                 rho = a_rho[p, m]
                 thm = a_thm[p, m]
-                z0mv = a_z0mv[p, m]
                 temp1 = a_temp1[p, m]
                 temp2 = temp1
                 tlbef = a_tlbef[p, m]
@@ -912,8 +921,7 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
                 wta0 = a_wta0[p, m]
                 wtgq = a_wtgq[p, m]
                 wtalq = a_wtalq[p, m]
-                # 2-m profile of the last iteration (CLM computes it inside FrictionVelocity every pass)
-                temp12m = VKC / profile_scalar(2.0 + z0mv, z0mv, a_obufv[p, m])
+                temp12m = V_temp12m[m]
                 temp22m = temp12m
                 # canopy water after evaporation / dew; round-off below zero goes to the sensible heat
                 w_new = w_can + (tran - evap_veg) * dt
@@ -1014,11 +1022,12 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             out_fgr[p, m] = sabg_eff + lwnet_grnd - sh_grnd - htvp[c, m] * evap_soi
             out_tsa[p, m] = t2m
             out_q2m[p, m] = q2m
-            _e2, _d2, qs2m, _dq2 = qsat(t2m, pbot)
-            out_rh2m[p, m] = min(100.0, q2m / qs2m * 100.0)
             out_cgrnd[p, m] = cgrnds + cgrndl * htvp[c, m]
             out_cgrndl[p, m] = cgrndl
             out_ustar[p, m] = ustar
+        for m in range(nmem):  # 2-m relative humidity (vectorised: qsat_lane, the same bits as qsat)
+            _e2, qs2m, _dq2 = qsat_lane(out_tsa[p, m], forc_pbot[c, m])
+            out_rh2m[p, m] = min(100.0, out_q2m[p, m] / qs2m * 100.0)
 
 
 __all__ = [
