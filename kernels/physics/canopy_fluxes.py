@@ -126,33 +126,36 @@ def ground_surface_state(t_grnd, forc_pbot, forc_q, h2osoi_liq, h2osoi_ice, dz, 
     ncol, nmem = t_grnd.shape
     roverg = RWAT / GRAV * 1000.0  # mm/K
     for c in range(ncol):
+        # branch-free member loops (kernels.vmath power and exponential, qsat_lane; each loop touches few
+        # arrays, so that the compiler vectorises it); the cosine of the soil beta only in a last loop
+        # over the members drier than field capacity, if there are any
+        anydry = False
         for m in range(nmem):
             wx = (h2osoi_liq[c, 0, m] / DENH2O + h2osoi_ice[c, 0, m] / DENICE) / dz[c, 0]
             fac = max(min(1.0, wx / watsat[c, 0]), 0.01)
-            psit = max(SMPMIN, -sucsat[c, 0] * fac ** (-bsw[c, 0]))
-            hr = math.exp(psit / roverg / t_grnd[c, m])
+            psit = max(SMPMIN, -sucsat[c, 0] * vpow(fac, -bsw[c, 0]))
+            hr = vexp(psit / roverg / t_grnd[c, m])
             fsno = frac_sno[c, m]
-            qred = (1.0 - fsno) * hr + fsno
-            if wx < watfc[c, 0]:
-                fac_fc = max(min(1.0, wx / watfc[c, 0]), 0.01)
-                beta = (1.0 - fsno) * 0.25 * (1.0 - math.cos(math.pi * fac_fc)) ** 2 + fsno
-            else:
-                beta = 1.0
-            _es, _d, qsatg, qsatgdt = qsat(t_grnd[c, m], forc_pbot[c, m])
-            qg = qred * qsatg
-            dqgdt = qred * qsatgdt
-            if qsatg > forc_q[c, m] and forc_q[c, m] > qred * qsatg:
-                qg = forc_q[c, m]
-                dqgdt = 0.0
-            out_qg[c, m] = qg
-            out_dqgdt[c, m] = dqgdt
-            out_soilalpha[c, m] = qred
-            out_soilbeta[c, m] = beta
-            if sfc_liq[c, m] <= 0.0 and sfc_ice[c, m] > 0.0:
-                out_htvp[c, m] = HSUB
-            else:
-                out_htvp[c, m] = HVAP
-            out_z0mg[c, m] = Z0_SNOW if fsno > 0.0 else Z0_SOIL
+            out_soilalpha[c, m] = (1.0 - fsno) * hr + fsno
+            dry = wx < watfc[c, 0]
+            anydry |= dry
+            # soil beta: 1 at or above field capacity; below it, -theta_1/theta_fc for the last loop
+            out_soilbeta[c, m] = -max(min(1.0, wx / watfc[c, 0]), 0.01) if dry else 1.0
+        for m in range(nmem):
+            qred = out_soilalpha[c, m]
+            _es, qsatg, qsatgdt = qsat_lane(t_grnd[c, m], forc_pbot[c, m])
+            fq = forc_q[c, m]
+            lim = (qsatg > fq) & (fq > qred * qsatg)
+            out_qg[c, m] = fq if lim else qred * qsatg
+            out_dqgdt[c, m] = 0.0 if lim else qred * qsatgdt
+        for m in range(nmem):
+            out_htvp[c, m] = HSUB if (sfc_liq[c, m] <= 0.0) & (sfc_ice[c, m] > 0.0) else HVAP
+            out_z0mg[c, m] = Z0_SNOW if frac_sno[c, m] > 0.0 else Z0_SOIL
+        if anydry:
+            for m in range(nmem):
+                if out_soilbeta[c, m] < 0.0:  # -theta_1/theta_fc of a member below field capacity
+                    fsno = frac_sno[c, m]
+                    out_soilbeta[c, m] = (1.0 - fsno) * 0.25 * (1.0 - math.cos(-math.pi * out_soilbeta[c, m])) ** 2 + fsno
 
 
 @njit
