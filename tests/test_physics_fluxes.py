@@ -145,6 +145,9 @@ def test_lane_forms_match_the_scalar_profiles():
         ur = rng.uniform(0.5, 15.0)
         ini_l = fv.monin_obukhov_ini_lanes(ur, thv, dthv, zl[i], math.log(zl[i] / z0[i]))
         assert ini_l == fv.monin_obukhov_ini(ur, thv, dthv, zl[i], z0[i])  # same operations, same bits
+        args = (rng.uniform(0.03, 0.1), rng.uniform(0.5, 0.7), rng.uniform(0.3, 35.0), rng.uniform(0.0, 4.0),
+                rng.uniform(0.0, 1.0), rng.choice([0.0024, 0.01]))
+        assert fv.canopy_roughness_lanes(*args) == pytest.approx(fv.canopy_roughness(*args), rel=1e-14)
 
 
 def test_stability_orders_friction_velocity():

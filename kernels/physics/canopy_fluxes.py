@@ -58,8 +58,7 @@ from kernels.physics.constants import (
 from kernels.physics.friction_velocity import (
     Z0_SNOW,
     Z0_SOIL,
-    canopy_roughness,
-    monin_obukhov_ini,
+    canopy_roughness_lanes,
     monin_obukhov_ini_lanes,
     profile_momentum_ln_lanes,
     profile_scalar_ln_lanes,
@@ -166,6 +165,103 @@ def air_density(forc_t, forc_q, forc_pbot):
     return (forc_pbot - 0.378 * vp) / (RAIR * forc_t)
 
 
+#: Rows of the per-patch set-up block of :func:`_vegetated_setup`.
+_S_RHO, _S_THV, _S_THM, _S_Z0MV, _S_ZLDIS, _S_LNZ, _S_CO2, _S_O2, _S_WEXT = 0, 1, 2, 3, 4, 5, 6, 7, 8
+_S_AIR, _S_BIR, _S_CIR, _S_TG4, _S_TAF, _S_QAF, _S_DELQ, _S_EDL = 9, 10, 11, 12, 13, 14, 15, 16
+_S_UR, _S_TV, _S_EL, _S_QSATL, _S_QSATLDT, _S_WCANDT, _S_UM, _S_OBU = 17, 18, 19, 20, 21, 22, 23, 24
+_S_ROWS = 25
+
+
+@njit
+def _vegetated_setup(p, c, z0mr, displar, forc_t, forc_q, forc_pbot, forc_wind, forc_lwrad, t_grnd, qg, emg, z0mg,
+                     snowdp, elai, esai, htop, emv, t_veg, h2ocan, forc_hgt, co2_ppmv, dt, sblk):
+    """CLM4.0 CanopyFluxes before the T_v iteration, for every member of patch ``p`` (column ``c``, PFT
+    roughness ratios z0mr, displar): the iteration's invariants and first guesses into the rows _S_* of
+    ``sblk`` (_S_ROWS, nmem). Three branch-free member loops (``kernels.vmath``, ``qsat_lane``), each
+    reading at most seven input arrays besides ``sblk``, so that the compiler vectorises them; members
+    that are not vegetated get values that are not used."""
+    nmem = sblk.shape[1]
+    s_rho = sblk[_S_RHO]
+    s_thv = sblk[_S_THV]
+    s_thm = sblk[_S_THM]
+    s_z0mv = sblk[_S_Z0MV]
+    s_zldis = sblk[_S_ZLDIS]
+    s_lnz = sblk[_S_LNZ]
+    s_co2 = sblk[_S_CO2]
+    s_o2 = sblk[_S_O2]
+    s_wext = sblk[_S_WEXT]
+    s_air = sblk[_S_AIR]
+    s_bir = sblk[_S_BIR]
+    s_cir = sblk[_S_CIR]
+    s_tg4 = sblk[_S_TG4]
+    s_taf = sblk[_S_TAF]
+    s_qaf = sblk[_S_QAF]
+    s_delq = sblk[_S_DELQ]
+    s_edl = sblk[_S_EDL]
+    s_ur = sblk[_S_UR]
+    s_tv = sblk[_S_TV]
+    s_el = sblk[_S_EL]
+    s_qsatl = sblk[_S_QSATL]
+    s_qsatldt = sblk[_S_QSATLDT]
+    s_wcandt = sblk[_S_WCANDT]
+    s_um = sblk[_S_UM]
+    s_obu = sblk[_S_OBU]
+    # air, roughness and displacement of the sparse/dense canopy, forcing height above d
+    for m in range(nmem):
+        th = forc_t[c, m]
+        q = forc_q[c, m]
+        pbot = forc_pbot[c, m]
+        ht = htop[p, m]
+        s_rho[m] = air_density(th, q, pbot)
+        s_thv[m] = th * (1.0 + 0.61 * q)
+        hgt = forc_hgt + z0mr * ht + displar * ht
+        s_thm[m] = th + 0.0098 * hgt
+        z0mv, displa = canopy_roughness_lanes(z0mr, displar, ht, elai[p, m], esai[p, m], z0mg[c, m])
+        s_z0mv[m] = z0mv
+        zldis = hgt - displa
+        s_zldis[m] = zldis
+        s_lnz[m] = vlog(zldis / z0mv)
+        s_co2[m] = co2_ppmv * 1.0e-6 * pbot
+        s_o2[m] = O2_MOLAR * pbot
+        s_wext[m] = vexp(-(elai[p, m] + esai[p, m]))
+    # longwave coefficients, first guesses of the canopy air, litter
+    for m in range(nmem):
+        tg = t_grnd[c, m]
+        eg = emg[c, m]
+        ev = emv[p, m]
+        s_air[m] = ev * (1.0 + (1.0 - ev) * (1.0 - eg)) * forc_lwrad[c, m]
+        s_bir[m] = -(2.0 - ev * (1.0 - eg)) * ev * SB
+        s_cir[m] = ev * eg * SB
+        s_tg4[m] = tg ** 4
+        s_taf[m] = (tg + s_thm[m]) / 2.0
+        qgm = qg[c, m]
+        qaf = (forc_q[c, m] + qgm) / 2.0
+        s_qaf[m] = qaf
+        s_delq[m] = qgm - qaf
+        fsno_dl = snowdp[c, m] / _Z_DL
+        s_edl[m] = vexp(-(_LAI_DL * (1.0 - min(fsno_dl, 1.0))))
+    # leaf saturation humidity, canopy water rate, first Monin-Obukhov length (CLM4 MoninObukIni)
+    for m in range(nmem):
+        pbot = forc_pbot[c, m]
+        q = forc_q[c, m]
+        tv = t_veg[p, m]
+        s_tv[m] = tv
+        el, qsatl, qsatldt = qsat_lane(tv, pbot)
+        s_el[m] = el
+        s_qsatl[m] = qsatl
+        s_qsatldt[m] = qsatldt
+        s_wcandt[m] = h2ocan[p, m] / dt
+        ur = max(1.0, forc_wind[c, m])
+        s_ur[m] = ur
+        thm = s_thm[m]
+        dth = thm - s_taf[m]
+        dqh = q - s_qaf[m]
+        dthv = dth * (1.0 + 0.61 * q) + 0.61 * forc_t[c, m] * dqh
+        um, obu = monin_obukhov_ini_lanes(ur, s_thv[m], dthv, s_zldis[m], s_lnz[m])
+        s_um[m] = um
+        s_obu[m] = obu
+
+
 @njit
 def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, forc_lwrad, t_grnd, qg, dqgdt,
                   soilbeta, htvp, z0mg, emg, snowdp, elai, esai, htop, sabv, sabg, emv, laisun, laisha, parsun,
@@ -226,40 +322,24 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     to iterating one member after the other (no fast-math, no reassociation; tested).
     """
     npatch, nmem = elai.shape
-    # Streamed layout (results bit-identical to iterating one member after the other): the set-up of
-    # every vegetated member goes into the (npatch, nmem) arrays a_*, the T_v iteration then streams the
-    # vegetated members through _LANES lanes (lane buffers L_*), each lane with exactly its own sequence
-    # of iterations and its own stopping test; a lane that stops writes its last-iteration values back
-    # into a_*, from which the per-member results are formed, and takes the next waiting member.
+    # Streamed layout (results bit-identical to iterating one member after the other): the vegetated
+    # members of all patches are queued (items, in patch order) and streamed through _LANES lanes (lane
+    # buffers L_*); when the stream reaches a patch, the set-up of all its members is computed into a
+    # small block (vectorised), from which each member is loaded into a lane; each lane does exactly its
+    # member's sequence of iterations and stopping test, and a lane that stops writes its values back
+    # into the (npatch, nmem) arrays a_*, from which the per-member results are formed, and takes the
+    # next member.
     items = np.empty(npatch * nmem, dtype=np.int64)  # p * nmem + m of the vegetated members, in order
     isveg = np.zeros((npatch, nmem), dtype=np.bool_)
-    # invariants of the iteration (per member)
+    # per member, written when the member's iteration stops, used after the loop: its set-up values
     a_thm = np.empty((npatch, nmem))
-    a_zldis = np.empty((npatch, nmem))
     a_z0mv = np.empty((npatch, nmem))
-    a_lnz = np.empty((npatch, nmem))
     a_air = np.empty((npatch, nmem))
     a_bir = np.empty((npatch, nmem))
     a_cir = np.empty((npatch, nmem))
-    a_tg4 = np.empty((npatch, nmem))
     a_rho = np.empty((npatch, nmem))
-    a_thv = np.empty((npatch, nmem))
-    a_ur = np.empty((npatch, nmem))
-    a_wcan_dt = np.empty((npatch, nmem))
-    a_wext = np.empty((npatch, nmem))
-    a_edl = np.empty((npatch, nmem))
-    a_co2 = np.empty((npatch, nmem))
-    a_o2 = np.empty((npatch, nmem))
-    # first guesses of the iteration
     a_tv = np.empty((npatch, nmem))
-    a_el = np.empty((npatch, nmem))
-    a_qsatl = np.empty((npatch, nmem))
-    a_qsatldt = np.empty((npatch, nmem))
-    a_taf = np.empty((npatch, nmem))
-    a_qaf = np.empty((npatch, nmem))
     a_delq = np.empty((npatch, nmem))
-    a_um = np.empty((npatch, nmem))
-    a_obu = np.empty((npatch, nmem))
     # values of the last iteration (written back when a member stops; used after the loop)
     a_itlef = np.empty((npatch, nmem), dtype=np.int64)
     a_tlbef = np.empty((npatch, nmem))
@@ -393,68 +473,17 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
         c = patch_col[p]
         ivt = patch_pft[p]
         veg_pft = ivt > 0
-        z0mr = pft.z0mr[ivt]
-        displar = pft.displar[ivt]
         sqrt_dleaf[p] = math.sqrt(pft.dleaf[ivt])
-        # ---------------- vegetated members: set-up (CLM4.0 CanopyFluxes before the iteration) ----------------
+        # ---------------- the vegetated members (their set-up is done when the stream reaches the patch) ----------------
         for m in range(nmem):
-            vai = elai[p, m] + esai[p, m]
-            veg = veg_pft and vai >= VAI_MIN and htop[p, m] > 0.0
+            veg = veg_pft and elai[p, m] + esai[p, m] >= VAI_MIN and htop[p, m] > 0.0
             isveg[p, m] = veg
-            if not veg:
+            if veg:
+                items[nveg] = p * nmem + m
+                nveg += 1
+            else:
                 a_z0mv[p, m] = 1.0  # finite values for the vectorised 2-m profile loop (result unused)
                 a_obufv[p, m] = 1.0
-                continue
-            pbot = forc_pbot[c, m]
-            q = forc_q[c, m]
-            th = forc_t[c, m]
-            tg = t_grnd[c, m]
-            lw = forc_lwrad[c, m]
-            eg = emg[c, m]
-            a_rho[p, m] = air_density(forc_t[c, m], q, pbot)
-            thv = th * (1.0 + 0.61 * q)
-            a_thv[p, m] = thv
-            ur = max(1.0, forc_wind[c, m])
-            a_ur[p, m] = ur
-            hgt = forc_hgt + z0mr * htop[p, m] + displar * htop[p, m]
-            thm = forc_t[c, m] + 0.0098 * hgt
-            a_thm[p, m] = thm
-            z0mv, displa = canopy_roughness(z0mr, displar, htop[p, m], elai[p, m], esai[p, m], z0mg[c, m])
-            a_z0mv[p, m] = z0mv
-            zldis = hgt - displa
-            a_zldis[p, m] = zldis
-            ev = emv[p, m]
-            a_air[p, m] = ev * (1.0 + (1.0 - ev) * (1.0 - eg)) * lw
-            a_bir[p, m] = -(2.0 - ev * (1.0 - eg)) * ev * SB
-            a_cir[p, m] = ev * eg * SB
-            a_tg4[p, m] = tg ** 4
-            tv = t_veg[p, m]
-            a_tv[p, m] = tv
-            el, _d, qsatl, qsatldt = qsat(tv, pbot)
-            a_el[p, m] = el
-            a_qsatl[p, m] = qsatl
-            a_qsatldt[p, m] = qsatldt
-            a_co2[p, m] = co2_ppmv * 1.0e-6 * pbot
-            a_o2[p, m] = O2_MOLAR * pbot
-            a_wcan_dt[p, m] = h2ocan[p, m] / dt
-            taf = (tg + thm) / 2.0
-            qaf = (q + qg[c, m]) / 2.0
-            a_taf[p, m] = taf
-            a_qaf[p, m] = qaf
-            dth = thm - taf
-            dqh = q - qaf
-            a_delq[p, m] = qg[c, m] - qaf
-            dthv = dth * (1.0 + 0.61 * q) + 0.61 * th * dqh
-            um, obu = monin_obukhov_ini(ur, thv, dthv, zldis, z0mv)
-            a_um[p, m] = um
-            a_obu[p, m] = obu
-            a_wext[p, m] = math.exp(-vai)
-            fsno_dl = snowdp[c, m] / _Z_DL
-            elai_dl = _LAI_DL * (1.0 - min(fsno_dl, 1.0))
-            a_edl[p, m] = math.exp(-elai_dl)
-            a_lnz[p, m] = math.log(zldis / z0mv)
-            items[nveg] = p * nmem + m
-            nveg += 1
     # ---------------- the T_v iteration: the vegetated members of all patches streamed through _LANES lanes ----------------
     # Each lane is one member; the phases below run over all lanes, without calls or branches the compiler
     # cannot turn into selects, so that they vectorise; only the bookkeeping of (6) and the loading of
@@ -466,6 +495,8 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     done[:] = True
     nrun = 0
     nxt = 0
+    sblk = np.empty((_S_ROWS, nmem))  # set-up of the patch the stream is at
+    p_setup = -1
     while True:
         for l in range(_LANES):
             if not done[l] or nxt >= nveg:
@@ -488,6 +519,11 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             L_c3[l] = pft.c3psn[ivt]
             L_mp[l] = pft.mp[ivt]
             L_qe25[l] = pft.qe25[ivt]
+            if p != p_setup:  # the stream reaches patch p: set-up of all its members (vectorised)
+                _vegetated_setup(p, c, pft.z0mr[ivt], pft.displar[ivt], forc_t, forc_q, forc_pbot, forc_wind, forc_lwrad,
+                                 t_grnd, qg, emg, z0mg, snowdp, elai, esai, htop, emv, t_veg, h2ocan, forc_hgt, co2_ppmv,
+                                 dt, sblk)
+                p_setup = p
             pbot = forc_pbot[c, m]
             L_pbot[l] = pbot
             L_q[l] = forc_q[c, m]
@@ -509,35 +545,35 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             L_fwet[l] = fwet[p, m]
             L_bt[l] = btran[p, m]
             L_sv[l] = sabv[p, m]
-            L_zldis[l] = a_zldis[p, m]
-            L_z0mv[l] = a_z0mv[p, m]
-            L_lnz[l] = a_lnz[p, m]
-            thm = a_thm[p, m]
+            L_zldis[l] = sblk[_S_ZLDIS, m]
+            L_z0mv[l] = sblk[_S_Z0MV, m]
+            L_lnz[l] = sblk[_S_LNZ, m]
+            thm = sblk[_S_THM, m]
             L_thm[l] = thm
-            L_thv[l] = a_thv[p, m]
-            L_ur[l] = a_ur[p, m]
-            L_rho[l] = a_rho[p, m]
-            L_air[l] = a_air[p, m]
-            L_bir[l] = a_bir[p, m]
-            L_cir[l] = a_cir[p, m]
-            L_tg4[l] = a_tg4[p, m]
-            L_wcandt[l] = a_wcan_dt[p, m]
-            L_wext[l] = a_wext[p, m]
-            L_edl[l] = a_edl[p, m]
-            L_co2[l] = a_co2[p, m]
-            L_o2[l] = a_o2[p, m]
+            L_thv[l] = sblk[_S_THV, m]
+            L_ur[l] = sblk[_S_UR, m]
+            L_rho[l] = sblk[_S_RHO, m]
+            L_air[l] = sblk[_S_AIR, m]
+            L_bir[l] = sblk[_S_BIR, m]
+            L_cir[l] = sblk[_S_CIR, m]
+            L_tg4[l] = sblk[_S_TG4, m]
+            L_wcandt[l] = sblk[_S_WCANDT, m]
+            L_wext[l] = sblk[_S_WEXT, m]
+            L_edl[l] = sblk[_S_EDL, m]
+            L_co2[l] = sblk[_S_CO2, m]
+            L_o2[l] = sblk[_S_O2, m]
             cf = pbot / (RGAS_MOL * thm) * 1.0e06  # stomata: s m2 umol-1 -> s/m (as stomata_sun_shade)
             L_cf[l] = cf
             L_rsn[l] = min(cons.rsmax0, cf / cons.bp)
-            L_tv[l] = a_tv[p, m]
-            L_el[l] = a_el[p, m]
-            L_qsatl[l] = a_qsatl[p, m]
-            L_qsatldt[l] = a_qsatldt[p, m]
-            L_taf[l] = a_taf[p, m]
-            L_qaf[l] = a_qaf[p, m]
-            L_delq[l] = a_delq[p, m]
-            L_um[l] = a_um[p, m]
-            L_obu[l] = a_obu[p, m]
+            L_tv[l] = sblk[_S_TV, m]
+            L_el[l] = sblk[_S_EL, m]
+            L_qsatl[l] = sblk[_S_QSATL, m]
+            L_qsatldt[l] = sblk[_S_QSATLDT, m]
+            L_taf[l] = sblk[_S_TAF, m]
+            L_qaf[l] = sblk[_S_QAF, m]
+            L_delq[l] = sblk[_S_DELQ, m]
+            L_um[l] = sblk[_S_UM, m]
+            L_obu[l] = sblk[_S_OBU, m]
             L_del[l] = 0.0
             L_efeb[l] = 0.0
             L_obuold[l] = 0.0
@@ -773,6 +809,12 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
             p = lp[l]
             m = lm[l]
             a_itlef[p, m] = itlef
+            a_rho[p, m] = L_rho[l]
+            a_thm[p, m] = L_thm[l]
+            a_z0mv[p, m] = L_z0mv[l]
+            a_air[p, m] = L_air[l]
+            a_bir[p, m] = L_bir[l]
+            a_cir[p, m] = L_cir[l]
             a_tv[p, m] = L_tv[l]
             a_tlbef[p, m] = L_tlbef[l]
             a_dtveg[p, m] = L_dtveg[l]
