@@ -151,6 +151,13 @@ def _phi_stable(zeta, r0, la, lz, ln_zldis_z0):
 
 
 @njit_inline
+def _zeta_terms(zldis, z0, obu):
+    """zeta = zldis / L, r0 = z0 / L, ln|L / z0| and ln|zeta| (``kernels.vmath``) of the lane forms."""
+    zeta = zldis / obu
+    return zeta, z0 / obu, vlog(abs(obu) / z0), vlog(abs(zeta))
+
+
+@njit_inline
 def _psim_lanes(x2):
     """psi_m of :func:`psi_m_unstable` from x^2 = sqrt|1 - 16 zeta|, branch-free with ``kernels.vmath``
     (the two logarithms taken as one, ln(((1+x)/2)^2 (1+x^2)/2))."""
@@ -169,10 +176,7 @@ def _psih_lanes(x2):
 def profile_momentum_ln_lanes(zldis, z0m, obu, ln_zldis_z0m):
     """:func:`profile_momentum` with ln(zldis / z0m) given, branch-free with ``kernels.vmath`` (every
     regime formed, the right one selected), for vectorised member loops; within a few ulp of it."""
-    zeta = zldis / obu
-    r0 = z0m / obu
-    la = vlog(abs(obu) / z0m)
-    lz = vlog(abs(zeta))
+    zeta, r0, la, lz = _zeta_terms(zldis, z0m, obu)
     psim_0 = _psim_lanes(math.sqrt(abs(1.0 - 16.0 * r0)))
     phi = (ln_zldis_z0m - _psim_lanes(math.sqrt(abs(1.0 - 16.0 * zeta))) + psim_0 if zeta < 0.0
            else _phi_stable(zeta, r0, la, lz, ln_zldis_z0m))
@@ -183,10 +187,7 @@ def profile_momentum_ln_lanes(zldis, z0m, obu, ln_zldis_z0m):
 def profile_scalar_ln_lanes(zldis, z0h, obu, ln_zldis_z0h):
     """:func:`profile_scalar` with ln(zldis / z0h) given, branch-free with ``kernels.vmath``, for
     vectorised member loops; within a few ulp of it."""
-    zeta = zldis / obu
-    r0 = z0h / obu
-    la = vlog(abs(obu) / z0h)
-    lz = vlog(abs(zeta))
+    zeta, r0, la, lz = _zeta_terms(zldis, z0h, obu)
     psih_0 = _psih_lanes(math.sqrt(abs(1.0 - 16.0 * r0)))
     phi = (ln_zldis_z0h - _psih_lanes(math.sqrt(abs(1.0 - 16.0 * zeta))) + psih_0 if zeta < 0.0
            else _phi_stable(zeta, r0, la, lz, ln_zldis_z0h))
@@ -199,8 +200,8 @@ def profiles_ln_stable_lanes(zldis, z0, obu, ln_zldis_z0):
     with z0 = z0m or z0h) for L > 0 only (stable and very stable): the same operations for these
     regimes, so the same bits, without the unstable regimes' roots, logarithms and arctangents.
     Returns Phi_m = Phi_h."""
-    zeta = zldis / obu
-    return _phi_stable(zeta, z0 / obu, vlog(abs(obu) / z0), vlog(abs(zeta)), ln_zldis_z0)
+    zeta, r0, la, lz = _zeta_terms(zldis, z0, obu)
+    return _phi_stable(zeta, r0, la, lz, ln_zldis_z0)
 
 
 @njit_inline
@@ -212,10 +213,7 @@ def profiles_ln_lanes(zldis, z0, obu, ln_zldis_z0):
     regimes and between momentum and heat, with ``kernels.vmath``'s functions. The same formulas as
     the scalar forms (the two logarithms of psi_m taken as one, ln(((1+x)/2)^2 (1+x^2)/2)); equal to
     them within a few ulp, not bit for bit."""
-    zeta = zldis / obu
-    r0 = z0 / obu
-    la = vlog(abs(obu) / z0)
-    lz = vlog(abs(zeta))
+    zeta, r0, la, lz = _zeta_terms(zldis, z0, obu)
     pz = vexp(0.333 * lz)  # |zeta|^0.333
     # square roots of |1 - 16 zeta|: only the unstable regimes (zeta < 0) use them; the abs() lets the
     # compiler use the vector square-root instruction (no C-library call for negative arguments)
