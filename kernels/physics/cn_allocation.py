@@ -295,6 +295,8 @@ def allocation_fluxes(patch_pft, patch_col, patch_wt, pft, dt, ps, pf, cf):
         fcur = pft.fcur[ivt]
         g1 = pft.grperc[ivt]
         g2 = pft.grpnow[ivt]
+        woody = pft.woody[ivt] == 1.0
+        dynamic_stem = woody and pft.stem_leaf[ivt] < 0.0
         for m in range(ps.shape[2]):
             mr = pf[F_MR, p, m]
             if ivt == 0:
@@ -323,8 +325,14 @@ def allocation_fluxes(patch_pft, patch_col, patch_wt, pft, dt, ps, pf, cf):
             pf[F_SMINN_TO_NPOOL, p, m] = sminn_to_npool
             cf[G_SMINN_TO_PLANT, c, m] += patch_wt[p] * sminn_to_npool
 
-            _, _, f1, f2, f3, f4 = allometry(ivt, ps[ANNSUM_NPP, p, m], pft)
+            # (annsum_npp is only read by the dynamic stem_leaf of woody PFTs)
+            annsum_npp = ps[ANNSUM_NPP, p, m] if dynamic_stem else 0.0
+            _, _, f1, f2, f3, f4 = allometry(ivt, annsum_npp, pft)
             nlc = calloc / c_allom
+            # a non-woody PFT's stem and coarse-root growth is exactly +-0 (f2 = f3 = f4 = 0, nlc finite):
+            # its 16 stem and coarse-root pools are not touched (adding the zeros could only turn a -0.0
+            # pool into +0.0). The kernel is memory-bound: this is 16 of its ~50 rows for those patches.
+            woody_growth = woody or not math.isfinite(nlc)
             # tissue C allocation (displayed share fcur, storage 1 - fcur)
             alloc0 = nlc
             alloc1 = nlc * f1
@@ -348,14 +356,15 @@ def allocation_fluxes(patch_pft, patch_col, patch_wt, pft, dt, ps, pf, cf):
             ps[LEAFC_STORAGE, p, m] += dt * alloc0 * (1.0 - fcur)
             ps[FROOTC, p, m] += dt * alloc1 * fcur
             ps[FROOTC_STORAGE, p, m] += dt * alloc1 * (1.0 - fcur)
-            ps[LIVESTEMC, p, m] += dt * alloc2 * fcur
-            ps[LIVESTEMC_STORAGE, p, m] += dt * alloc2 * (1.0 - fcur)
-            ps[DEADSTEMC, p, m] += dt * alloc3 * fcur
-            ps[DEADSTEMC_STORAGE, p, m] += dt * alloc3 * (1.0 - fcur)
-            ps[LIVECROOTC, p, m] += dt * alloc4 * fcur
-            ps[LIVECROOTC_STORAGE, p, m] += dt * alloc4 * (1.0 - fcur)
-            ps[DEADCROOTC, p, m] += dt * alloc5 * fcur
-            ps[DEADCROOTC_STORAGE, p, m] += dt * alloc5 * (1.0 - fcur)
+            if woody_growth:
+                ps[LIVESTEMC, p, m] += dt * alloc2 * fcur
+                ps[LIVESTEMC_STORAGE, p, m] += dt * alloc2 * (1.0 - fcur)
+                ps[DEADSTEMC, p, m] += dt * alloc3 * fcur
+                ps[DEADSTEMC_STORAGE, p, m] += dt * alloc3 * (1.0 - fcur)
+                ps[LIVECROOTC, p, m] += dt * alloc4 * fcur
+                ps[LIVECROOTC_STORAGE, p, m] += dt * alloc4 * (1.0 - fcur)
+                ps[DEADCROOTC, p, m] += dt * alloc5 * fcur
+                ps[DEADCROOTC_STORAGE, p, m] += dt * alloc5 * (1.0 - fcur)
             # N: through npool at the tissue C:N ratios
             n0 = alloc0 / pft.leafcn[ivt]
             n1 = alloc1 / pft.frootcn[ivt]
@@ -377,14 +386,15 @@ def allocation_fluxes(patch_pft, patch_col, patch_wt, pft, dt, ps, pf, cf):
             ps[LEAFC_STORAGE + NC0, p, m] += dt * n0 * (1.0 - fcur)
             ps[FROOTC + NC0, p, m] += dt * n1 * fcur
             ps[FROOTC_STORAGE + NC0, p, m] += dt * n1 * (1.0 - fcur)
-            ps[LIVESTEMC + NC0, p, m] += dt * n2 * fcur
-            ps[LIVESTEMC_STORAGE + NC0, p, m] += dt * n2 * (1.0 - fcur)
-            ps[DEADSTEMC + NC0, p, m] += dt * n3 * fcur
-            ps[DEADSTEMC_STORAGE + NC0, p, m] += dt * n3 * (1.0 - fcur)
-            ps[LIVECROOTC + NC0, p, m] += dt * n4 * fcur
-            ps[LIVECROOTC_STORAGE + NC0, p, m] += dt * n4 * (1.0 - fcur)
-            ps[DEADCROOTC + NC0, p, m] += dt * n5 * fcur
-            ps[DEADCROOTC_STORAGE + NC0, p, m] += dt * n5 * (1.0 - fcur)
+            if woody_growth:
+                ps[LIVESTEMC + NC0, p, m] += dt * n2 * fcur
+                ps[LIVESTEMC_STORAGE + NC0, p, m] += dt * n2 * (1.0 - fcur)
+                ps[DEADSTEMC + NC0, p, m] += dt * n3 * fcur
+                ps[DEADSTEMC_STORAGE + NC0, p, m] += dt * n3 * (1.0 - fcur)
+                ps[LIVECROOTC + NC0, p, m] += dt * n4 * fcur
+                ps[LIVECROOTC_STORAGE + NC0, p, m] += dt * n4 * (1.0 - fcur)
+                ps[DEADCROOTC + NC0, p, m] += dt * n5 * fcur
+                ps[DEADCROOTC_STORAGE + NC0, p, m] += dt * n5 * (1.0 - fcur)
             pf[F_GR, p, m] += gr_now
             pf[F_AR, p, m] += mr + gr_now
 
