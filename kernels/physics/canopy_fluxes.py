@@ -67,7 +67,7 @@ from kernels.physics.friction_velocity import (
     update_obukhov_lanes,
 )
 from kernels.physics.photosynthesis import GC_PER_UMOL, O2_MOLAR, ci_iteration_lane, f_high_temperature, f_q10_ln
-from kernels.physics.saturation import qsat, qsat_lane
+from kernels.physics.saturation import qsat_lane
 from kernels.vmath import vexp, vlog, vpow
 
 # Physical constants of CLM4 (clm_varcon/shr_const): Stefan-Boltzmann SB (W m-2 K-4), specific heat of
@@ -319,7 +319,12 @@ def canopy_fluxes(patch_col, patch_pft, forc_t, forc_q, forc_pbot, forc_wind, fo
     vectors: 0.70 -> 0.57 us per patch-member-step against 8 lanes in lockstep per patch (measured on
     the physics benchmark's case). Every member does exactly the operations of its own member-by-member
     iteration, including its own number of passes and stopping test, so the results are bit-identical
-    to iterating one member after the other (no fast-math, no reassociation; tested).
+    to iterating one member after the other (no fast-math, no reassociation; tested). A pass in which
+    every lane is stable skips the unstable profile regimes, and one in which no lane absorbs PAR skips
+    photosynthesis (the same values). The set-up of a patch's members (:func:`_vegetated_setup`), the
+    bare-ground stability passes, the 2-m profile and RH2M run as vectorised member loops per patch;
+    each such loop touches few arrays (rows of one block count as one), because LLVM does not
+    vectorise a loop that needs too many run-time overlap checks between arrays.
     """
     npatch, nmem = elai.shape
     # Streamed layout (results bit-identical to iterating one member after the other): the vegetated
