@@ -100,7 +100,7 @@ through the number of whole years it reaches back.
 
 Spin-up (the study: 4000 years one forcing, 1000 years ensemble-mean forcing, 4 years own forcing;
 here configurable days): stage 1 a 1-member model with the base forcing (AD mode if ``spinup.ad``,
-left with CLM4.0's exit_spinup conversion), stage 2 the 1-member model with the mean of the
+left with ``LandModel.exit_spinup``: SOM, CWD and dead wood times their AD factors), stage 2 the 1-member model with the mean of the
 ensemble's forcing, stage 3 the N-member ensemble (every member a copy of the 1-member state, its
 patch LAI multiplied by a lognormal factor of sd ``spinup.lai_spread`` with leaf C and N following
 allometrically: the spread that days of perturbed forcing cannot build) with its own forcing.
@@ -144,7 +144,6 @@ from engine.log import get_logger
 from engine.physics_state import STATE_VARS
 from engine.restart import latest_checkpoint, prune_checkpoints, read_checkpoint, write_checkpoint
 from engine.surface import load_or_build_surface
-from kernels.physics import cn_decomposition as DE
 from kernels.physics import cn_state as S
 
 __all__ = ["Experiment", "EXPERIMENTS", "biased_pft_arrays", "run", "resume", "run_config",
@@ -428,13 +427,13 @@ class Experiment:
         model.set_lai(model.state.ps[S.TLAI] * np.exp(s * z - 0.5 * s * s))
 
     def _leave_ad(self, model, n, pft):
-        """CLM4.0 exit_spinup: SOM pools times the AD factors, into a model without AD."""
-        add_c = np.zeros((model.ncol, n))
-        add_n = np.zeros((model.ncol, n))
-        DE.ad_exit(model.ad_factor, model.state.cs, add_c, add_n)
+        """Leave AD spin-up (``LandModel.exit_spinup``: SOM, CWD and dead wood times their AD factors),
+        into a model without AD."""
+        add_c, _ = model.exit_spinup()
         new = self._model(n, pft, ad=False)
         new.set_from_restart(model.restart_variables())
-        self.log.info("left AD spin-up: SOM carbon added %.4g gC/m2 (mean over columns and members)",
+        self.log.info("left AD spin-up: SOM, CWD and dead-wood carbon added %.4g gC/m2 (mean over columns and "
+                      "members)",
                       float(add_c.mean()))
         return new
 

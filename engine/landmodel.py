@@ -200,7 +200,9 @@ class LandModel:
     start : cold-start soil temperature: ``"era5"`` (annual mean ERA5 2-m temperature of each cell,
       ``engine.climatology``) or a number (K) for every cell.
     pft : PFT parameter arrays (``engine.pftcon.pft_arrays()`` layout); default CLM4.0's table.
-    spinup_ad : accelerated decomposition (CLM4.0 AD spin-up factors) when True.
+    spinup_ad : accelerated-decomposition spin-up when True: SOM turnover x20 (CLM4.0 AD_SPINUP),
+      dead stem and dead coarse root mortality x10 (CTSM ``spinup_factor_deadwood``) and CWD
+      fragmentation x ``cn_decomposition.cwd_ad_factor(lat)`` (CTSM); :meth:`exit_spinup` converts.
     supplemental_n : add the mineral N that plant demand and immobilisation lack
       (``cn_allocation.nitrogen_competition``, CLM4.0 ``supplement_to_sminn``), an N input of the budget;
       default: on during AD spin-up (so the pools of a short spin-up fill with N as well as C), off
@@ -243,6 +245,9 @@ class LandModel:
         self.lon = np.ascontiguousarray(surface.lon[cells], dtype=np.float64)
         self.lat_r = np.deg2rad(self.lat)
         self.lon_r = np.deg2rad(self.lon)
+        # AD spin-up of the dead wood (CTSM spinup_factor_deadwood) and of CWD (CTSM, latitude-scaled)
+        self.ad_deadwood_factor = PH.AD_DEADWOOD_FACTOR if spinup_ad else 1.0
+        self.ad_cwd_factor = DE.cwd_ad_factor(self.lat) if spinup_ad else np.ones(ncol)
         self.max_dayl = max_daylength(self.lat_r)
         # patches of the block, in the surface's order (by cell then PFT); column = position in cells
         col_of_cell = np.full(surface.n_land, -1, dtype=np.int64)
@@ -321,7 +326,7 @@ class LandModel:
         st.ps[...] = ps
         st.cs[...] = cs
         CA.veg_struct_update(self.patch_pft, self.patch_col, st.snow_depth, self.forc_hgt, self.pft, self.cons,
-                             self.dt, st.ps)
+                             self.dt, self.ad_deadwood_factor, st.ps)
 
     def _alloc_work(self):
         nc, npch, nm = self.ncol, self.npatch, self.nm
@@ -403,7 +408,7 @@ class LandModel:
         self._analysis_c += self.to_column(ps[S.LEAFC] - c0)
         self._analysis_n += self.to_column(ps[S.LEAFN] - n0)
         CA.veg_struct_update(self.patch_pft, self.patch_col, self.state.snow_depth, self.forc_hgt, self.pft,
-                             self.cons, 0.0, ps)
+                             self.cons, 0.0, self.ad_deadwood_factor, ps)
 
     def set_leaf(self, leafc, leafn) -> None:
         """Set leaf C ``leafc[p, m]`` (gC/m2) and leaf N ``leafn[p, m]`` (gN/m2) of this block's patches
@@ -435,22 +440,27 @@ class LandModel:
         CA.leafc_to_lai(self.patch_pft, leafc, self.pft, lai)
         ps[S.TLAI][...] = lai
         CA.veg_struct_update(self.patch_pft, self.patch_col, self.state.snow_depth, self.forc_hgt, self.pft,
-                             self.cons, 0.0, ps)
+                             self.cons, 0.0, self.ad_deadwood_factor, ps)
 
-    def exit_spinup(self) -> None:
-        """Leave accelerated-decomposition spin-up (CLM4.0 ``exit_spinup``): soil organic matter pools
-        multiplied by the AD factors (``cn_decomposition.ad_exit``), normal decomposition rates from the
-        next step, no supplemental N. The C and N this adds are recorded like an analysis increment, so
-        the budget check continues across the switch."""
+    def exit_spinup(self) -> tuple[np.ndarray, np.ndarray]:
+        """Leave accelerated-decomposition spin-up: soil organic matter pools times the CLM4.0 AD
+        factors and CWD times its CTSM factor (``cn_decomposition.ad_exit``), dead stem and dead coarse
+        root times the dead-wood factor (``cn_phenology.ad_exit_deadwood``); normal rates from the next
+        step, no supplemental N. The C and N this adds are recorded like an analysis increment, so the
+        budget check continues across the switch; returned per column and member (gC/m2, gN/m2)."""
         if np.all(self.ad_factor == 1.0):
             raise RuntimeError("exit_spinup: the model is not in accelerated-decomposition spin-up (spinup_ad=False)")
-        added_c = np.empty((self.ncol, self.nm))
-        added_n = np.empty((self.ncol, self.nm))
-        DE.ad_exit(self.ad_factor, self.state.cs, added_c, added_n)
+        added_c = np.zeros((self.ncol, self.nm))
+        added_n = np.zeros((self.ncol, self.nm))
+        DE.ad_exit(self.ad_factor, self.ad_cwd_factor, self.state.cs, added_c, added_n)
+        PH.ad_exit_deadwood(self.ad_deadwood_factor, self.patch_col, self.patch_wt, self.state.ps, added_c, added_n)
         self._analysis_c += added_c
         self._analysis_n += added_n
         self.ad_factor = DE.AD_FACTORS_OFF.copy()
+        self.ad_cwd_factor = np.ones(self.ncol)
+        self.ad_deadwood_factor = 1.0
         self.supplemental_n = False
+        return added_c, added_n
 
     # ------------------------------------------------------------------------------------------
     def _fail(self, kind: str, resid: np.ndarray, tol: float, unit: str):
@@ -648,12 +658,12 @@ class LandModel:
         DE.decomp_potential(self.ad_factor, dt, cs, cf)
         AL.nitrogen_competition(dt, self.supplemental_n, cs, cf)
         AL.allocation_fluxes(pp, pc, pw, pft, dt, ps, pf, cf)
-        DE.decomposition(dt, cs, cf)
-        PH.phenology(pp, pc, pw, t_soi, w["soilpsi"], dayl, prev_dayl, pft, dt, ps, cs, pf)
+        DE.decomposition(dt, self.ad_cwd_factor, cs, cf)
+        PH.phenology(pp, pc, pw, t_soi, w["soilpsi"], dayl, prev_dayl, pft, dt, self.ad_deadwood_factor, ps, cs, pf)
         soil_water_columns(st.h2osoi_liq, st.h2osoi_ice, nl, w["liq_tot"], w["ice_tot"])
         DE.nitrogen_inputs_losses(pc, pw, ps, self.ndep, np.maximum(w["drain"], 0.0, out=w["drain_pos"]), w["liq_tot"],
                                   dt, cs, cf)
-        CA.veg_struct_update(pp, pc, st.snow_depth, self.forc_hgt, pft, cons, dt, ps)
+        CA.veg_struct_update(pp, pc, st.snow_depth, self.forc_hgt, pft, cons, dt, self.ad_deadwood_factor, ps)
         AL.annual_update(pp, t2m, dt, ps, pf)
         # the step's final C and N totals, summed once: the budget residuals here and the start of the
         # next step's analysis-increment check (step() keeps them); same bits as cn_budget_residuals

@@ -165,5 +165,10 @@ def test_report_and_maps(run, tmp_path):
         else:
             assert col["relative_drift_per_yr"] is None
     assert back["nitrogen"]["GPP_PgC_yr"] >= 0.0
+    # the pool groups of the drift breakdown add up to TOTECOSYSC, every year and cell
+    total = sum(run.annual_cpools.values())
+    np.testing.assert_allclose(total, run.annual_totc, rtol=1e-12, atol=1e-9)
+    for col in drift["columns"].values():
+        assert sum(col["pool_drift_gC_m2_yr"].values()) == pytest.approx(col["drift_gC_m2_yr"], rel=1e-9, abs=1e-9)
     pngs = cl.plot_maps(run, tmp_path)
     assert all(p.stat().st_size > 10_000 for p in pngs)

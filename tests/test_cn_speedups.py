@@ -65,13 +65,13 @@ def test_phenology_members_independent_of_member_count(dayl, prev_dayl):
     wt = np.full(len(pfts), 1.0 / len(pfts))
     dl, pdl = np.full(1, dayl), np.full(1, prev_dayl)
     ps_all, cs_all, pf_all = ps.copy(), cs.copy(), S.allocate(S.PATCH_FLUXES, len(pfts), nmem)
-    PH.phenology(pfts, pcol, wt, t_soi, psi, dl, pdl, PFT, dt, ps_all, cs_all, pf_all)
+    PH.phenology(pfts, pcol, wt, t_soi, psi, dl, pdl, PFT, dt, 1.0, ps_all, cs_all, pf_all)
     for m in range(nmem):
         ps1 = np.ascontiguousarray(ps[:, :, m:m + 1])
         cs1 = np.ascontiguousarray(cs[:, :, m:m + 1])
         pf1 = S.allocate(S.PATCH_FLUXES, len(pfts), 1)
         PH.phenology(pfts, pcol, wt, np.ascontiguousarray(t_soi[:, :, m:m + 1]),
-                     np.ascontiguousarray(psi[:, :, m:m + 1]), dl, pdl, PFT, dt, ps1, cs1, pf1)
+                     np.ascontiguousarray(psi[:, :, m:m + 1]), dl, pdl, PFT, dt, 1.0, ps1, cs1, pf1)
         np.testing.assert_array_equal(ps1[:, :, 0], ps_all[:, :, m])
         np.testing.assert_array_equal(cs1[:, :, 0], cs_all[:, :, m])
         np.testing.assert_array_equal(pf1[:, :, 0], pf_all[:, :, m])

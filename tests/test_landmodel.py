@@ -21,6 +21,7 @@ from engine.forcing import ForcingGenerator, iter_model_steps
 from engine.grid import make_grid
 from engine.landmodel import CN_TOL, ENERGY_TOL, HISTORY_FIELDS, WATER_TOL, BudgetError, LandModel
 from engine.surface import load_or_build_surface
+from kernels.physics import cn_canopy as CA
 from kernels.physics import cn_state as S
 
 DT = 1800.0
@@ -129,18 +130,50 @@ def test_runtime_budget_check_names_cell_member_and_step():
 
 
 def test_ad_spinup_exit_keeps_the_budget_check_on():
-    """AD spin-up runs with accelerated soil decomposition; leaving it multiplies the soil pools by the
-    AD factors (CLM4.0 exit_spinup) and the C/N budget check continues across the switch."""
+    """AD spin-up runs with accelerated soil decomposition, dead-wood mortality and CWD fragmentation;
+    leaving it multiplies the soil pools by the AD factors (CLM4.0 exit_spinup), CWD and the dead wood
+    by theirs (CTSM), keeps the canopy height, and the C/N budget check continues across the switch."""
     surf = surface("amazon")
     cells = np.array([3])
     model = LandModel(surf, 2, DT, cells=cells, spinup_ad=True, soil4c0=100.0)
     assert model.supplemental_n  # on by default in AD spin-up
+    assert model.ad_deadwood_factor == 10.0 and model.ad_cwd_factor[0] > 1.0
     run(model, surf, 4)
+    model.state.ps[S.DEADSTEMC] += 50.0  # some dead wood and CWD to convert (a 4-step run grows little)
+    model.state.ps[S.DEADSTEMN] += 0.1
+    model.state.cs[S.CWDC] += 30.0
+    model.state.cs[S.CWDN] += 0.06
+    model._analysis_c += model.to_column(np.full((model.npatch, 2), 50.0)) + 30.0
+    model._analysis_n += model.to_column(np.full((model.npatch, 2), 0.1)) + 0.06
     soil4c = model.state.cs[S.SOIL4C].copy()
-    model.exit_spinup()
+    cwdc = model.state.cs[S.CWDC].copy()
+    deadstemc = model.state.ps[S.DEADSTEMC].copy()
+    deadstemn = model.state.ps[S.DEADSTEMN].copy()
+    ps_ad = model.state.ps.copy()  # the AD-mode height of the dead stem C now in the pools
+    CA.veg_struct_update(model.patch_pft, model.patch_col, model.state.snow_depth, model.forc_hgt, model.pft,
+                         model.cons, 0.0, model.ad_deadwood_factor, ps_ad)
+    htop = ps_ad[S.HTOP]
+    assert np.any(htop > 1.0)
+    fcwd = model.ad_cwd_factor.copy()
+    tot0 = [np.zeros((1, 2)), np.zeros((1, 2))]
+    tot1 = [np.zeros((1, 2)), np.zeros((1, 2))]
+    S.cn_totals(model.patch_col, model.patch_wt, model.state.ps, model.state.cs, *tot0)
+    added_c, added_n = model.exit_spinup()
+    S.cn_totals(model.patch_col, model.patch_wt, model.state.ps, model.state.cs, *tot1)
+    np.testing.assert_allclose(tot1[0] - tot0[0], added_c, rtol=1e-12)  # what was added is what it reports
+    np.testing.assert_allclose(tot1[1] - tot0[1], added_n, rtol=1e-12)
     assert not model.supplemental_n
     np.testing.assert_allclose(model.state.cs[S.SOIL4C], 20.0 * soil4c, rtol=1e-15, atol=0)  # CLM4.0 factor 20
-    worst, _ = run(model, surf, 4, first=4)
+    np.testing.assert_allclose(model.state.cs[S.CWDC], fcwd[:, None] * cwdc, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(model.state.ps[S.DEADSTEMC], 10.0 * deadstemc, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(model.state.ps[S.DEADSTEMN], 10.0 * deadstemn, rtol=1e-15, atol=0)
+    assert np.all(added_c > 9.0 * model.to_column(deadstemc)) and np.all(added_n > 0.0)
+    assert model.ad_deadwood_factor == 1.0 and np.all(model.ad_cwd_factor == 1.0)
+    worst, _ = run(model, surf, 1, first=4)
+    # the height follows dead stem C x the dead-wood factor in AD mode: unchanged by the conversion
+    np.testing.assert_allclose(model.state.ps[S.HTOP], htop, rtol=1e-4)
+    worst2, _ = run(model, surf, 3, first=5)
+    worst = {k: max(worst[k], worst2[k]) for k in worst}
     assert worst["carbon"] <= CN_TOL and worst["nitrogen"] <= CN_TOL
     with pytest.raises(RuntimeError, match="not in accelerated"):
         model.exit_spinup()

@@ -48,7 +48,7 @@ class Column:
 
     def __init__(self, pfts, nmember=1, lat_deg=None, patch_col=None, patch_wt=None, ncol=None,
                  leafc0=100.0, sminn0=5.0, soil4c0=500.0, ndep_gn_per_yr=1.0, ad_factor=None, dt=3600.0,
-                 supplement_n=False):
+                 supplement_n=False, deadwood_factor=1.0, cwd_factor=1.0):
         self.pfts = np.asarray(pfts, dtype=np.int64)
         npatch = self.pfts.size
         self.ncol = npatch if ncol is None else ncol
@@ -71,6 +71,8 @@ class Column:
         self.liq = np.full((self.ncol, nmember), 400.0)  # mm in the soil column
         self.ad_factor = DE.AD_FACTORS_OFF if ad_factor is None else np.asarray(ad_factor, dtype=np.float64)
         self.supplement_n = supplement_n
+        self.deadwood_factor = float(deadwood_factor)
+        self.cwd_factor = np.full(self.ncol, float(cwd_factor))
         self.totc = np.empty((self.ncol, nmember))
         self.totn = np.empty((self.ncol, nmember))
         self.rc = np.empty((self.ncol, nmember))
@@ -97,10 +99,10 @@ class Column:
         DE.decomp_potential(self.ad_factor, dt, cs, cf)
         AL.nitrogen_competition(dt, self.supplement_n, cs, cf)
         AL.allocation_fluxes(pfts, pc, pw, PFT, dt, ps, pf, cf)
-        DE.decomposition(dt, cs, cf)
-        PH.phenology(pfts, pc, pw, t_soi, soilpsi, dayl, prev_dayl, PFT, dt, ps, cs, pf)
+        DE.decomposition(dt, self.cwd_factor, cs, cf)
+        PH.phenology(pfts, pc, pw, t_soi, soilpsi, dayl, prev_dayl, PFT, dt, self.deadwood_factor, ps, cs, pf)
         DE.nitrogen_inputs_losses(pc, pw, ps, self.ndep, self.drain, self.liq, dt, cs, cf)
-        CA.veg_struct_update(pfts, pc, self.snowdp, self.forc_hgt, PFT, CONS, dt, ps)
+        CA.veg_struct_update(pfts, pc, self.snowdp, self.forc_hgt, PFT, CONS, dt, self.deadwood_factor, ps)
         AL.annual_update(pfts, t2m, dt, ps, pf)
         S.cn_budget_residuals(pc, pw, self.totc, self.totn, ps, cs, pf, cf, dt, self.rc, self.rn)
         return self.rc, self.rn
@@ -227,7 +229,7 @@ def test_veg_struct_heights_sai_and_snow_burial():
     ps[S.LEAFC] = 100.0
     ps[S.DEADSTEMC] = 5000.0
     snow = np.zeros((4, 1))
-    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 1000.0), PFT, CONS, 1800.0, ps)
+    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 1000.0), PFT, CONS, 1800.0, 1.0, ps)
     stock = CONS.stocking / 1e4
     h_tree = (3 * 5000.0 * 200.0 ** 2 / (np.pi * stock * CONS.dwood)) ** (1 / 3)
     h_shrub = (3 * 5000.0 * 10.0 ** 2 / (np.pi * stock * CONS.dwood)) ** (1 / 3)
@@ -239,19 +241,23 @@ def test_veg_struct_heights_sai_and_snow_burial():
     assert np.all(ps[[S.TLAI, S.TSAI, S.HTOP], 3] == 0.0)  # bare soil
     assert ps[S.ELAI, 0, 0] == ps[S.TLAI, 0, 0]
     # forcing height caps the tree: htop <= forc_hgt/(displar+z0mr) - 3
-    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 10.0), PFT, CONS, 1800.0, ps)
+    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 10.0), PFT, CONS, 1800.0, 1.0, ps)
     assert ps[S.HTOP, 0, 0] == pytest.approx(10.0 / (PFT.displar[4] + PFT.z0mr[4]) - 3.0, rel=1e-14)
     # leaf loss feeds SAI (Zeng 2002): tsai = a tsai_old + (tlai_old - tlai)
     tlai_old, tsai_old = ps[S.TLAI, 2, 0], ps[S.TSAI, 2, 0]
     ps[S.LEAFC, 2] = 50.0
     snow[2] = 0.1  # half the 0.2 m grass burial depth
-    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 1000.0), PFT, CONS, 1800.0, ps)
+    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 1000.0), PFT, CONS, 1800.0, 1.0, ps)
     alpha = 1 - 0.5 * 1800.0 / 2592000.0
     assert ps[S.TSAI, 2, 0] == pytest.approx(alpha * tsai_old + tlai_old - 1.5, rel=1e-13)
     assert ps[S.ELAI, 2, 0] == pytest.approx(0.5 * 1.5, rel=1e-13)
     snow[2] = 0.3
-    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 1000.0), PFT, CONS, 1800.0, ps)
+    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 1000.0), PFT, CONS, 1800.0, 1.0, ps)
     assert ps[S.ELAI, 2, 0] == 0.0 and ps[S.ESAI, 2, 0] == 0.0  # grass buried
+    # AD spin-up: the height is that of dead stem C x the dead-wood factor (CTSM)
+    ps[S.DEADSTEMC] = 500.0
+    CA.veg_struct_update(pfts, np.arange(4), snow, np.full(4, 1000.0), PFT, CONS, 1800.0, 10.0, ps)
+    assert ps[S.HTOP, 0, 0] == pytest.approx(h_tree, rel=1e-13)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -401,7 +407,7 @@ def _phenology_only(col, t_soil=290.0, psi=-0.05, dayl=40000.0, prev_dayl=40000.
     sp = np.full((nc, NLEV, col.nm), psi)
     col.pf[:] = 0.0
     PH.phenology(col.pfts, col.patch_col, col.patch_wt, t_soi, sp, np.full(nc, dayl), np.full(nc, prev_dayl),
-                 PFT, col.dt, col.ps, col.cs, col.pf)
+                 PFT, col.dt, col.deadwood_factor, col.ps, col.cs, col.pf)
 
 
 def test_offset_last_step_drops_all_leaves_and_retranslocates_n():
@@ -423,6 +429,76 @@ def test_offset_last_step_drops_all_leaves_and_retranslocates_n():
     np.testing.assert_allclose(lit_c, 0.5 * 100.0 * np.array([0.25, 0.5, 0.25]), rtol=1e-14)  # x patch_wt
     mort_n = 2.0 * 0.02 * col.dt / YEAR  # the retransn sliver goes to labile litter
     np.testing.assert_allclose(lit_n, 0.5 * (2.0 * np.array([0.25, 0.5, 0.25]) + [mort_n, 0, 0]), rtol=1e-13)
+
+
+def test_dead_wood_mortality_accelerated_in_ad_spinup():
+    """AD spin-up multiplies the gap mortality of the displayed dead stem and dead coarse root (C and
+    N) by the dead-wood factor (CTSM spinup_factor_deadwood = 10); every other pool's mortality, and
+    the mass balance patch -> CWD, are unchanged; ``ad_exit_deadwood`` multiplies the pools back."""
+    assert PH.AD_DEADWOOD_FACTOR == 10.0
+    out = {}
+    for f in (1.0, PH.AD_DEADWOOD_FACTOR):
+        col = Column([4], leafc0=200.0, sminn0=0.0, soil4c0=0.0, dt=1800.0, deadwood_factor=f)
+        ps = col.ps
+        for i, c in ((S.DEADSTEMC, 3000.0), (S.DEADCROOTC, 900.0)):  # (no live wood: no turnover into it)
+            ps[i] = c
+            ps[i + S.NC0] = c / 50.0
+        before = ps.copy()
+        _phenology_only(col)
+        out[f] = (before - ps, col.cs[S.CWDC, 0, 0], col.cs[S.CWDN, 0, 0])
+    (d1, cwd1, cwdn1), (d10, cwd10, cwdn10) = out[1.0], out[10.0]
+    m = 0.02 * 1800.0 / YEAR
+    for i in (S.DEADSTEMC, S.DEADCROOTC, S.DEADSTEMN, S.DEADCROOTN):
+        assert d10[i, 0, 0] == pytest.approx(10.0 * d1[i, 0, 0], rel=1e-12)
+    assert d10[S.DEADSTEMC, 0, 0] == pytest.approx(10.0 * m * 3000.0, rel=1e-12)
+    # the other pools lose the same
+    for i in (S.LEAFC, S.FROOTC, S.LEAFN, S.RETRANSN):
+        assert d10[i, 0, 0] == d1[i, 0, 0]
+    extra = 9.0 * m * (3000.0 + 900.0)  # the extra dead wood mortality, all into CWD
+    assert cwd10 - cwd1 == pytest.approx(extra, rel=1e-9)
+    assert cwdn10 - cwdn1 == pytest.approx(extra / 50.0, rel=1e-9)
+    # the exit conversion, per column by patch weight
+    ps = np.zeros((S.NPV, 3, 2))
+    ps[S.DEADSTEMC] = [[10.0, 20.0], [30.0, 40.0], [0.0, 1.0]]
+    ps[S.DEADCROOTC] = 3.0
+    ps[S.DEADSTEMN] = 0.2
+    ps[S.LEAFC] = 7.0
+    add_c = np.zeros((2, 2))
+    add_n = np.zeros((2, 2))
+    PH.ad_exit_deadwood(10.0, np.array([0, 0, 1]), np.array([0.25, 0.75, 1.0]), ps, add_c, add_n)
+    np.testing.assert_array_equal(ps[S.DEADSTEMC], [[100.0, 200.0], [300.0, 400.0], [0.0, 10.0]])
+    np.testing.assert_array_equal(ps[S.DEADCROOTC], 30.0)
+    assert np.all(ps[S.LEAFC] == 7.0)
+    np.testing.assert_allclose(add_c, [[9 * (0.25 * 13 + 0.75 * 33), 9 * (0.25 * 23 + 0.75 * 43)], [27.0, 36.0]],
+                               rtol=1e-14)
+    np.testing.assert_allclose(add_n, 9 * 0.2, rtol=1e-14)
+
+
+def test_cwd_ad_factor_follows_ctsm_latitude_term():
+    """CWD's AD factor (CTSM): max(1, tau_cwd/2) x (1 + 50/(1 + exp(-0.15 (|lat| - 60))))."""
+    tau = 1.0 / (-np.log(1.0 - 0.001) * 365.0)  # CLM4.0 k_frag 0.001 d-1: 2.74 yr
+    assert tau == pytest.approx(2.738, abs=1e-3)
+    f = DE.cwd_ad_factor(np.array([0.0, -38.0, 38.0, 60.0, 62.0, 85.0]))
+    np.testing.assert_allclose(f, tau / 2 * (1 + 50 / (1 + np.exp(-0.15 * (np.array([0, 38, 38, 60, 62, 85])
+                                                                             - 60.0)))), rtol=1e-14)
+    assert f[0] == pytest.approx(1.377, abs=1e-3) and f[1] == f[2] and f[3] == pytest.approx(tau / 2 * 26.0)
+    assert np.all(np.diff(f[2:]) > 0.0)
+    # the fragmentation rate scales with it, and ad_exit multiplies CWD C and N back
+    cs = S.allocate(S.COLUMN_VARS, 2, 1)
+    cs[S.CWDC] = 100.0
+    cs[S.CWDN] = 1.0
+    cf = S.allocate(S.COLUMN_FLUXES, 2, 1)
+    cf[S.G_T_SCALAR] = 1.0
+    cf[S.G_W_SCALAR] = 1.0
+    cf[S.G_FPI] = 1.0
+    DE.decomposition(3600.0, np.array([1.0, 5.0]), cs, cf)
+    assert cf[S.G_CWDC_LOSS, 1, 0] == pytest.approx(5.0 * cf[S.G_CWDC_LOSS, 0, 0], rel=1e-12)
+    add_c = np.empty((2, 1))
+    add_n = np.empty((2, 1))
+    cwd = cs[S.CWDC].copy()
+    DE.ad_exit(DE.AD_FACTORS_OFF, np.array([1.0, 5.0]), cs, add_c, add_n)
+    np.testing.assert_array_equal(cs[S.CWDC], cwd * np.array([[1.0], [5.0]]))
+    assert add_c[0, 0] == 0.0 and add_c[1, 0] == pytest.approx(4.0 * cwd[1, 0], rel=1e-15)
 
 
 def test_evergreen_background_litterfall_rate():
@@ -530,7 +606,7 @@ def test_decomposition_rates_ad_factor_and_exit():
     assert cf[S.G_PMNF0 + 5, 0, 0] == pytest.approx(-0.55 * 20 * normal / 10.0, rel=1e-12)
     add_c = np.empty((1, 2))
     add_n = np.empty((1, 2))
-    DE.ad_exit(DE.AD_FACTORS_CLM40, cs, add_c, add_n)
+    DE.ad_exit(DE.AD_FACTORS_CLM40, np.ones(1), cs, add_c, add_n)
     assert cs[S.SOIL3C, 0, 0] == 20000.0 and add_c[0, 0] == 19000.0 and add_n[0, 0] == 1900.0
 
 
@@ -725,21 +801,23 @@ def test_n_limitation_over_a_season():
 # accelerated decomposition spin-up
 
 
-def _spinup(ad_factor, years, tmean=298.0, tamp=3.0, psi_mpa=-0.01, ndep=30.0):
+def _spinup(ad_factor, years, tmean=298.0, tamp=3.0, psi_mpa=-0.01, ndep=30.0, pft=13, deadwood_factor=1.0,
+            cwd_factor=1.0, col=None, first_year=0):
     """Daily-step run of a C3 grass column from bare soil in a warm, moist climate with N-saturating
     deposition (with CLM4's N limitation, N accumulation would otherwise set a centuries-long time
     scale; saturation isolates the decomposition time scale that AD accelerates); returns the total
     ecosystem C (gC/m2) at each year end, the worst budget residual and the column."""
-    col = Column([13], leafc0=20.0, sminn0=2.0, soil4c0=0.0, ndep_gn_per_yr=ndep, ad_factor=ad_factor,
-                 dt=86400.0)
-    col.ps[S.ANNAVG_T2M] = tmean
+    if col is None:
+        col = Column([pft], leafc0=20.0, sminn0=2.0, soil4c0=0.0, ndep_gn_per_yr=ndep, ad_factor=ad_factor,
+                     dt=86400.0, deadwood_factor=deadwood_factor, cwd_factor=cwd_factor)
+        col.ps[S.ANNAVG_T2M] = tmean
     t2m = np.empty((1, 1))
     t_soi = np.empty((1, NLEV, 1))
     psi = np.full((1, NLEV, 1), psi_mpa)
-    prev = col.daylength(-86400.0)
+    prev = col.daylength(first_year * YEAR - 86400.0)
     out = []
     worst = 0.0
-    for n in range(int(years * 365)):
+    for n in range(first_year * 365, (first_year + years) * 365):
         t = n * 86400.0
         doy = n % 365
         tair = tmean - tamp * np.cos(2 * np.pi * (doy - 15) / 365)
@@ -777,8 +855,36 @@ def test_ad_spinup_reaches_steady_soil_carbon_faster():
     soil4 = col_ad.cs[S.SOIL4C, 0, 0]
     add_c = np.empty((1, 1))
     add_n = np.empty((1, 1))
-    DE.ad_exit(DE.AD_FACTORS_CLM40, col_ad.cs, add_c, add_n)
+    DE.ad_exit(DE.AD_FACTORS_CLM40, np.ones(1), col_ad.cs, add_c, add_n)
     assert col_ad.cs[S.SOIL4C, 0, 0] == pytest.approx(20 * soil4, rel=1e-15)
+
+
+def test_ad_spinup_brings_a_forest_with_dead_wood_to_steady_state():
+    """A tropical broadleaf evergreen forest column (the same warm, N-saturated daily-step setting):
+    its dead stem and coarse root turn over at 2 %/yr (CLM4 gap mortality), so in normal mode the
+    ecosystem C still grows by > 1 %/yr after 33 years. 30 years of AD spin-up (SOM x20, dead-wood
+    mortality x10, CWD fragmentation x cwd_ad_factor) and the exit conversion leave it within
+    0.05 %/yr of steady state over the next 3 normal years, with every budget closed."""
+    years_ad, years_after = 30, 3
+    normal, w1, coln = _spinup(DE.AD_FACTORS_OFF, years_ad + years_after, pft=4)
+    ad, w2, col = _spinup(DE.AD_FACTORS_CLM40, years_ad, pft=4, deadwood_factor=PH.AD_DEADWOOD_FACTOR,
+                          cwd_factor=float(DE.cwd_ad_factor(0.0)))
+    add_c = np.zeros((1, 1))
+    add_n = np.zeros((1, 1))
+    DE.ad_exit(DE.AD_FACTORS_CLM40, col.cwd_factor, col.cs, add_c, add_n)
+    PH.ad_exit_deadwood(PH.AD_DEADWOOD_FACTOR, col.patch_col, col.patch_wt, col.ps, add_c, add_n)
+    col.ad_factor, col.deadwood_factor, col.cwd_factor[:] = DE.AD_FACTORS_OFF, 1.0, 1.0
+    after, w3, _ = _spinup(None, years_after, col=col, first_year=years_ad)
+    assert max(w1, w2, w3) <= TOL_BUDGET
+    rel_normal = np.diff(normal)[-1] / normal[-1]
+    rel_after = np.abs(np.diff(after)) / after[1:]
+    print(f"\nforest spin-up: normal mode after {years_ad + years_after} yr drifts {100 * rel_normal:.2f} %/yr "
+          f"({normal[-1]:.0f} gC/m2); AD {years_ad} yr + exit: {after[-1]:.0f} gC/m2, drift "
+          f"{100 * rel_after.max():.3f} %/yr; dead stem {col.ps[S.DEADSTEMC, 0, 0]:.0f} vs "
+          f"{coln.ps[S.DEADSTEMC, 0, 0]:.0f} gC/m2 in normal mode")
+    assert rel_normal > 0.01
+    assert np.all(rel_after < 5e-4)
+    assert col.ps[S.DEADSTEMC, 0, 0] > 1.5 * coln.ps[S.DEADSTEMC, 0, 0]  # the normal run is far from it
 
 
 # ----------------------------------------------------------------------------------------------------

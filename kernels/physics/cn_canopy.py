@@ -119,12 +119,14 @@ def set_leaf_from_lai(patch_pft, lai, pft, ps):
 
 
 @njit
-def veg_struct_update(patch_pft, patch_col, snowdp, forc_hgt, pft, cons, dt, ps):
+def veg_struct_update(patch_pft, patch_col, snowdp, forc_hgt, pft, cons, dt, deadwood_factor, ps):
     """CLM4.0 CNVegStructUpdate for every patch and member: TLAI from leaf C, TSAI (Zeng et al.
     2002), HTOP/HBOT from dead stem C (woody) or LAI (grasses, crops), ELAI/ESAI after snow burial.
 
     ``snowdp[c, m]`` snow depth (m); ``forc_hgt[c]`` height of the wind forcing above the surface
     (m, caps the canopy); ``pft`` = ``pft_record()``, ``cons`` = ``constants_record()``; dt (s);
+    ``deadwood_factor``: the height is that of dead stem C times this factor (CTSM in AD spin-up, where
+    the dead stem holds 1/factor of its normal C; 1.0 normally);
     ``ps`` packed patch state (reads LEAFC, DEADSTEMC, TLAI, TSAI of the previous step; writes
     TLAI, TSAI, ELAI, ESAI, HTOP, HBOT). Bare-soil patches (PFT 0) get zeros.
     """
@@ -152,7 +154,7 @@ def veg_struct_update(patch_pft, patch_col, snowdp, forc_hgt, pft, cons, dt, ps)
             tlai = lai_from_leafc(ps[LEAFC, p, m], sla0, dsla)
             tsai = max(tsai_alpha * tsai_old + max(tlai_old - tlai, 0.0), cons.tsai_min)
             if woody:
-                dead = max(ps[DEADSTEMC, p, m], 0.0)
+                dead = max(ps[DEADSTEMC, p, m], 0.0) * deadwood_factor
                 htop = (3.0 * dead * taper * taper / (math.pi * stocking * cons.dwood)) ** (1.0 / 3.0)
                 htop = min(htop, hmax)
                 htop = max(htop, 0.01)

@@ -31,6 +31,12 @@ used (1, 1, 5, 70), ``AD_FACTORS_CLM45``). In AD mode a SOM pool settles at 1/fa
 steady state; leaving AD mode (``ad_exit``) multiplies each SOM pool's C and N by its factor, which is
 the steady state of the normal rates for the same inputs (CLM4.0 ``exit_spinup``). This conversion is
 not a model flux: ``ad_exit`` returns the C and N it adds so the driver can log it.
+Coarse woody debris is accelerated as CTSM does it (CNDecompCascadeBGC ``spinup_factor(i_cwd)`` times
+SoilBiogeochemStateType's ``get_spinup_latitude_term``, Koven 2015): fragmentation times
+``cwd_ad_factor(lat)`` = max(1, tau_cwd/2) (1 + 50 / (1 + exp(-0.15 (|lat| - 60)))), with tau_cwd =
+1/k_frag at the reference temperature (2.74 yr for CLM4.0's k_frag): 1.4 at the equator, 3.8 at 38 deg,
+41 at 62 deg, where cold soils make the CWD turnover decades long; ``ad_exit`` multiplies CWD C and N
+back by it. (The SOM factors stay CLM4.0's, without the latitude term.)
 
 Reads soil temperature, water potential, saturated suction and layer thickness, drainage and liquid
 water; reads and writes the packed column state (litter, CWD, SOM, sminn) and column fluxes.
@@ -78,6 +84,14 @@ SF_LEACH = 0.1
 AD_FACTORS_CLM40 = np.array([20.0, 20.0, 20.0, 20.0])
 AD_FACTORS_CLM45 = np.array([1.0, 1.0, 5.0, 70.0])
 AD_FACTORS_OFF = np.ones(4)
+
+
+def cwd_ad_factor(lat_deg):
+    """AD spin-up multiplier of CWD fragmentation at latitude ``lat_deg`` (CTSM: max(1, tau_cwd/2)
+    times the spin-up latitude term; see the module docstring)."""
+    tau_cwd_yr = 1.0 / (-math.log(1.0 - K_FRAG_DAILY) * DAYSPYR)
+    lat_term = 1.0 + 50.0 / (1.0 + np.exp(-0.15 * (np.abs(np.asarray(lat_deg, dtype=np.float64)) - 60.0)))
+    return max(1.0, tau_cwd_yr / 2.0) * lat_term
 
 
 @njit
@@ -188,18 +202,20 @@ def decomp_potential(ad_factor, dt, cs, cf):
 
 
 @njit
-def decomposition(dt, cs, cf):
+def decomposition(dt, cwd_factor, cs, cf):
     """Actual decomposition, CWD fragmentation and the soil mineral N budget of plant uptake,
     immobilisation, mineralisation and its denitrification (CLM4.0 CNDecomp second part and
     CNStateUpdate1/3 for these fluxes). Immobilising steps are scaled by ``cf[G_FPI]``; the plant
     uptake ``cf[G_SMINN_TO_PLANT]`` (from ``allocation_fluxes``) leaves sminn here. Fills HR,
     net mineralisation, actual immobilisation, CWD loss and the denitrification of mineralisation
     (``cf[G_DENIT]`` is set here; ``nitrogen_inputs_losses`` adds the other terms). Needs
-    ``decomp_potential`` and the N competition first. dt (s)."""
-    kfrag = step_fraction(K_FRAG_DAILY, dt)
+    ``decomp_potential`` and the N competition first. dt (s); ``cwd_factor[c]`` multiplies the CWD
+    fragmentation rate (AD spin-up, ``cwd_ad_factor``; 1.0 normally)."""
+    kfrag0 = step_fraction(K_FRAG_DAILY, dt)
     dpool_c = np.zeros(NCOL_C)
     dpool_n = np.zeros(NCOL_C)
     for c in range(cs.shape[1]):
+        kfrag = kfrag0 * cwd_factor[c]
         for m in range(cs.shape[2]):
             fpi = cf[G_FPI, c, m]
             hr = 0.0
@@ -309,14 +325,17 @@ def nitrogen_inputs_losses(patch_col, patch_wt, ps, ndep, drain, h2osoi_liq_tot,
 
 
 @njit
-def ad_exit(ad_factor, cs, out_added_c, out_added_n):
-    """Leave AD spin-up: multiply soil1..soil4 C and N by ``ad_factor`` (CLM4.0 exit_spinup), the
-    normal-rate steady state for the same inputs. Fills the C and N added per column and member
-    (gC m-2, gN m-2); this is a one-off state conversion, outside any step budget."""
+def ad_exit(ad_factor, cwd_factor, cs, out_added_c, out_added_n):
+    """Leave AD spin-up: multiply soil1..soil4 C and N by ``ad_factor`` (CLM4.0 exit_spinup) and CWD C
+    and N by ``cwd_factor[c]``, the normal-rate steady state for the same inputs. Fills the C and N
+    added per column and member (gC m-2, gN m-2); this is a one-off state conversion, outside any
+    step budget."""
     for c in range(cs.shape[1]):
         for m in range(cs.shape[2]):
-            ac = 0.0
-            an = 0.0
+            ac = (cwd_factor[c] - 1.0) * cs[CWDC, c, m]
+            an = (cwd_factor[c] - 1.0) * cs[CWDC + NCOL_C, c, m]
+            cs[CWDC, c, m] *= cwd_factor[c]
+            cs[CWDC + NCOL_C, c, m] *= cwd_factor[c]
             for k in range(4):
                 i = SOIL1C + k
                 ac += (ad_factor[k] - 1.0) * cs[i, c, m]
@@ -329,6 +348,6 @@ def ad_exit(ad_factor, cs, out_added_c, out_added_n):
 
 __all__ = [
     "soil_water_potential",
-    "AD_FACTORS_CLM40", "AD_FACTORS_CLM45", "AD_FACTORS_OFF", "CN_SOIL", "ad_exit", "decomp_potential",
+    "AD_FACTORS_CLM40", "AD_FACTORS_CLM45", "AD_FACTORS_OFF", "CN_SOIL", "ad_exit", "cwd_ad_factor", "decomp_potential",
     "decomp_scalars", "decomposition", "nfix_rate", "nitrogen_inputs_losses", "step_fraction",
 ]

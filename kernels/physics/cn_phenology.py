@@ -32,6 +32,13 @@ Gap-phase mortality (CNGapMortality): 2 % per year of every patch pool: leaf and
 litter by their fractions, live/dead stem and coarse root to coarse woody debris, storage, transfer and
 growth-respiration pools (and retransn) to litter 1.
 
+Dead-wood acceleration of the AD spin-up (CTSM ``spinup_factor_deadwood``, CNGapMortalityMod; not in
+CLM4.0, whose spin-up needed centuries for the dead wood's 50-year turnover): in AD mode the gap
+mortality of the displayed dead stem and dead coarse root pools (C and N) is multiplied by
+``deadwood_factor`` (``AD_DEADWOOD_FACTOR`` = 10, CTSM's AD value; 1 in normal mode), so those pools
+settle at 1/factor of their normal steady state while their flux to CWD is already the normal one;
+``ad_exit_deadwood`` multiplies them back (CTSM's restart on leaving spin-up).
+
 Reads soil temperature and water potential of layer 3, day length and its previous value, the PFT
 record; reads and writes the packed patch state (phenology flags, accumulators and pools) and the
 column litter/CWD pools; fills patch fluxes (litterfall, mortality, transfer growth respiration).
@@ -45,12 +52,12 @@ import numpy as np
 
 from kernels._jit import njit, njit_inline
 from kernels.physics.cn_state import (
-    BGLFR, BGTR, CWDC, DAYS_ACTIVE, DORMANT_FLAG, F_AR, F_CLAMP_C, F_CLAMP_N,
+    BGLFR, BGTR, CWDC, DAYS_ACTIVE, DEADCROOTC, DEADSTEMC, DORMANT_FLAG, F_AR, F_CLAMP_C, F_CLAMP_N,
     F_FROOTC_TO_LITTER, F_GR, F_LEAFC_TO_LITTER, F_LEAFN_TO_RETRANSN, F_LITFALL_C, F_LITFALL_N,
     F_MORT_C, FROOTC, GRESP_STORAGE, GRESP_XFER, LEAFC, LGSF, LITR1C, LITR2C, LITR3C,
     LIVECROOTC, LIVESTEMC, NC0, NCOL_C, NTISSUE, OFFSET_COUNTER, OFFSET_FDD, OFFSET_FLAG, OFFSET_SWI,
     ONSET_COUNTER, ONSET_FDD, ONSET_FLAG, ONSET_GDD, ONSET_GDDFLAG, ONSET_SWI, ANNAVG_T2M,
-    PREV_FROOTC_TO_LITTER, PREV_LEAFC_TO_LITTER, RETRANSN, XSMRPOOL,
+    PREV_FROOTC_TO_LITTER, PREV_LEAFC_TO_LITTER, RETRANSN, T_DEADCROOT, T_DEADSTEM, XSMRPOOL,
 )
 from kernels.physics.constants import DAYSPYR, SECSPDAY, TFRZ
 from kernels.vmath import vexp
@@ -69,6 +76,8 @@ SOILPSI_OFF = -2.0  # MPa
 SECSPQTRDAY = SECSPDAY / 4.0  # 6 h: no onset / forced offset at shorter day length
 LWTOP_PER_YEAR = 0.7  # live wood turnover (yr-1, CNLivewoodTurnover)
 AM_PER_YEAR = 0.02  # gap-phase mortality (yr-1, CNGapMortality)
+#: AD spin-up multiplier of the dead stem and dead coarse root mortality (CTSM spinup_factor_deadwood).
+AD_DEADWOOD_FACTOR = 10.0
 #: Soil layer (0-based) whose temperature and water potential drive phenology (CLM4: layer 3).
 PHENOLOGY_LAYER = 2
 
@@ -140,13 +149,15 @@ def _store_season_state(ps, p, m, off, offc, dorm, days_active, prevl, prevf, on
 
 
 @njit
-def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, pft, dt, ps, cs, pf):
+def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, pft, dt, deadwood_factor, ps, cs,
+              pf):
     """One step of CLM4CN phenology, litterfall, live-wood turnover and gap mortality for every patch
     and member (see the module docstring for the equations).
 
     ``t_soi[c, lev, m]`` soil temperature (K) and ``soilpsi[c, lev, m]`` soil water potential (MPa);
     layer ``PHENOLOGY_LAYER`` (CLM4's layer 3) is used. ``dayl[c]``/``prev_dayl[c]`` day length of this
-    and the previous step (s). ``pft`` = ``pft_record()``; dt (s). Updates the packed patch state
+    and the previous step (s). ``pft`` = ``pft_record()``; dt (s); ``deadwood_factor`` multiplies the
+    dead stem and dead coarse root mortality (AD spin-up; 1.0 normally). Updates the packed patch state
     ``ps`` (flags, accumulators, pools) and the column litter/CWD pools of ``cs``; accumulates into
     ``pf``: transfer growth respiration (F_GR, F_AR), litterfall (F_LEAFC_TO_LITTER, ...,
     F_LITFALL_C/N), mortality (F_MORT_C), clamps (F_CLAMP_C/N).
@@ -496,10 +507,11 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
                         ln1[m] += dn * f1
                         ln2[m] += dn * f2
                         ln3[m] += dn * f3
-                else:  # wood: coarse woody debris
+                else:  # wood: coarse woody debris (dead wood accelerated in AD spin-up)
+                    mw = mort * deadwood_factor if (t == T_DEADSTEM or t == T_DEADCROOT) else mort
                     for m in range(nmem):
-                        dc = mort * max(ps[ic, p, m], 0.0)
-                        dn = mort * max(ps[in_, p, m], 0.0)
+                        dc = mw * max(ps[ic, p, m], 0.0)
+                        dn = mw * max(ps[in_, p, m], 0.0)
                         ps[ic, p, m] -= dt * dc
                         ps[in_, p, m] -= dt * dn
                         mortc[m] += dc
@@ -549,4 +561,22 @@ def phenology(patch_pft, patch_col, patch_wt, t_soi, soilpsi, dayl, prev_dayl, p
             cs[CWDC + NCOL_C, c, m] += dtw * cwdn[m]
 
 
-__all__ = ["crit_onset_gdd", "phenology"]
+@njit
+def ad_exit_deadwood(deadwood_factor, patch_col, patch_wt, ps, out_added_c, out_added_n):
+    """Leave AD spin-up for the dead wood: the displayed dead stem and dead coarse root C and N of
+    every patch times ``deadwood_factor`` (CTSM, on leaving spin-up), the normal-mortality steady
+    state for the same inputs. Adds the C and N this creates, per column and member and weighted by
+    patch weight (gC m-2, gN m-2), to ``out_added_c/n[c, m]``; a one-off state conversion outside any
+    step budget."""
+    for p in range(ps.shape[1]):
+        c = patch_col[p]
+        w = patch_wt[p]
+        for m in range(ps.shape[2]):
+            for i in (DEADSTEMC, DEADCROOTC):
+                out_added_c[c, m] += w * (deadwood_factor - 1.0) * ps[i, p, m]
+                out_added_n[c, m] += w * (deadwood_factor - 1.0) * ps[i + NC0, p, m]
+                ps[i, p, m] *= deadwood_factor
+                ps[i + NC0, p, m] *= deadwood_factor
+
+
+__all__ = ["AD_DEADWOOD_FACTOR", "ad_exit_deadwood", "crit_onset_gdd", "phenology"]
