@@ -645,6 +645,38 @@ def nitrogen_gap(nit: dict, gm: dict) -> str:
             f"has no fire, which in CLM4CN removes biomass mostly in savannas and grasslands.")
 
 
+#: Published global carbon stocks (PgC) the spun-up pools are set against (context, not a pass mark:
+#: CLM4CN's own stocks were far from both, e.g. soil C ~500 PgC in CESM1-BGC).
+PUBLISHED_STOCKS = {
+    "vegetation": {"range": [450.0, 650.0],
+                   "citation": "Ciais et al. 2013, IPCC AR5 WG1 ch. 6, Fig. 6.1 (vegetation 450-650 PgC)"},
+    "soil": {"range": [1500.0, 2400.0],
+             "citation": "Ciais et al. 2013, IPCC AR5 WG1 ch. 6, Fig. 6.1 (soils 1500-2400 PgC, permafrost "
+                         "excluded); Todd-Brown et al. 2013, Biogeosciences 10:1717, doi:10.5194/bg-10-1717-2013 "
+                         "(HWSD 0-1 m 1260 PgC; CMIP5 models 510-3040 PgC)"},
+}
+
+
+def carbon_stocks(run: ClimateRun) -> dict:
+    """Global carbon stocks (PgC) of the last year's annual-mean pools: vegetation (all patch pools),
+    litter + CWD and soil organic matter, against :data:`PUBLISHED_STOCKS`."""
+    if not run.annual_cpools:
+        return {"note": "no pool breakdown in this run"}
+    w_land, _ = _cell_weights(run.grid, run.surface, run.cells)
+    m2 = w_land * 1e6
+    veg = [k for k, (kind, _) in C_POOL_GROUPS.items() if kind == "patch"]
+    parts = {"vegetation": veg, "litter_cwd": ["litterc", "cwdc"], "soil": ["soil1c", "soil2c", "soil3c", "soil4c"]}
+    out = {"units": "PgC", "year": len(run.year_kind) - 1}
+    for name, keys in parts.items():
+        tot = float(sum(np.sum(run.annual_cpools[k][-1] * m2) for k in keys) * 1e-15)
+        out[name] = {"total": tot}
+        if name in PUBLISHED_STOCKS:
+            pub = PUBLISHED_STOCKS[name]
+            out[name] |= {"published": pub, "within_range": bool(pub["range"][0] <= tot <= pub["range"][1])}
+    out["per_pool"] = {k: float(np.sum(v[-1] * m2) * 1e-15) for k, v in run.annual_cpools.items()}
+    return out
+
+
 def climate_report(run: ClimateRun) -> dict:
     """The JSON report of a :class:`ClimateRun`."""
     s = run.settings
@@ -660,6 +692,7 @@ def climate_report(run: ClimateRun) -> dict:
         "timings": run.timings,
         "global_land_annual_means": gm,
         "spinup_drift": spinup_drift(run),
+        "carbon_stocks": carbon_stocks(run),
         "lai_seasonal_cycle": lai_seasonal(run),
         "nitrogen": nit,
         "nitrogen_gap": nitrogen_gap(nit, gm),
@@ -781,6 +814,18 @@ def main(argv=None) -> int:
         print(f"  {k:12s} {e['compared']:9.3f} {e['units']:7s} "
               f"{'range ' + str(rng) if rng else 'ERA5 ' + format(e['era5_reference']['all'], '.2f')} "
               f"{'ok' if e['within_range'] else 'OUTSIDE'}", flush=True)
+    dr = rep["spinup_drift"]
+    if "global" in dr:
+        g = dr["global"]
+        print(f"  spin-up drift: land mean {g['land_mean_drift_gC_m2_yr']:.2f} gC/m2/yr, global "
+              f"{g['drift_PgC_yr']:.3f} PgC/yr of {g['TOTECOSYSC_PgC']:.0f} PgC, "
+              f"{g['area_percent_in_disequilibrium']:.1f} % of the land beyond 1 gC/m2/yr", flush=True)
+        for name, col in dr["columns"].items():
+            print(f"    {name:32s} {col['drift_gC_m2_yr']:9.2f} gC/m2/yr of {col['TOTECOSYSC_gC_m2']:8.0f}", flush=True)
+    st = rep["carbon_stocks"]
+    if "vegetation" in st:
+        print("  carbon stocks (PgC): " + ", ".join(f"{k} {st[k]['total']:.0f}" for k in ("vegetation", "litter_cwd",
+                                                                                        "soil")), flush=True)
     return 0
 
 

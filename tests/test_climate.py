@@ -170,5 +170,11 @@ def test_report_and_maps(run, tmp_path):
     np.testing.assert_allclose(total, run.annual_totc, rtol=1e-12, atol=1e-9)
     for col in drift["columns"].values():
         assert sum(col["pool_drift_gC_m2_yr"].values()) == pytest.approx(col["drift_gC_m2_yr"], rel=1e-9, abs=1e-9)
+    # global stocks: vegetation + litter/CWD + soil = the last year's TOTECOSYSC
+    st = back["carbon_stocks"]
+    m2 = _weights(run) * 1e6
+    total = float(np.sum(run.annual_totc[-1] * m2) * 1e-15)
+    assert st["vegetation"]["total"] + st["litter_cwd"]["total"] + st["soil"]["total"] == pytest.approx(total, rel=1e-12)
+    assert st["vegetation"]["total"] > 0.0 and st["soil"]["total"] > 0.0
     pngs = cl.plot_maps(run, tmp_path)
     assert all(p.stat().st_size > 10_000 for p in pngs)

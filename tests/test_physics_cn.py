@@ -484,12 +484,7 @@ def test_cwd_ad_factor_follows_ctsm_latitude_term():
     assert f[0] == pytest.approx(1.377, abs=1e-3) and f[1] == f[2] and f[3] == pytest.approx(tau / 2 * 26.0)
     assert np.all(np.diff(f[2:]) > 0.0)
     # the fragmentation rate scales with it, and ad_exit multiplies CWD C and N back
-    cs = S.allocate(S.COLUMN_VARS, 2, 1)
-    cs[S.CWDC] = 100.0
-    cs[S.CWDN] = 1.0
-    cf = S.allocate(S.COLUMN_FLUXES, 2, 1)
-    cf[S.G_T_SCALAR] = 1.0
-    cf[S.G_W_SCALAR] = 1.0
+    cs, cf = _columns_at_reference(2, 1, {S.CWDC: 100.0, S.CWDN: 1.0})
     cf[S.G_FPI] = 1.0
     DE.decomposition(3600.0, np.array([1.0, 5.0]), cs, cf)
     assert cf[S.G_CWDC_LOSS, 1, 0] == pytest.approx(5.0 * cf[S.G_CWDC_LOSS, 0, 0], rel=1e-12)
@@ -587,15 +582,22 @@ def test_decomposition_scalars_limits():
     assert 0.0 < cf[S.G_W_SCALAR, 1, 0] < 1.0
 
 
+def _columns_at_reference(ncol, nm, pools):
+    """Column state with ``pools`` (index -> value) and fluxes with temperature and water scalars 1
+    (decomposition at the reference rates)."""
+    cs = S.allocate(S.COLUMN_VARS, ncol, nm)
+    for i, v in pools.items():
+        cs[i] = v
+    cf = S.allocate(S.COLUMN_FLUXES, ncol, nm)
+    cf[S.G_T_SCALAR] = 1.0
+    cf[S.G_W_SCALAR] = 1.0
+    return cs, cf
+
+
 def test_decomposition_rates_ad_factor_and_exit():
     dt = 86400.0
     assert DE.step_fraction(0.7, dt) == pytest.approx(0.7, rel=1e-14)  # daily step = Biome-BGC value
-    cs = S.allocate(S.COLUMN_VARS, 1, 2)
-    cs[S.SOIL3C] = 1000.0
-    cs[S.SOIL3N] = 100.0
-    cf = S.allocate(S.COLUMN_FLUXES, 1, 2)
-    cf[S.G_T_SCALAR] = 1.0
-    cf[S.G_W_SCALAR] = 1.0
+    cs, cf = _columns_at_reference(1, 2, {S.SOIL3C: 1000.0, S.SOIL3N: 100.0})
     DE.decomp_potential(DE.AD_FACTORS_OFF, dt, cs, cf)
     normal = cf[S.G_PC0 + 5, 0, 0]  # soil3 -> soil4
     assert normal == pytest.approx(1000.0 * 0.0014 / dt, rel=1e-12)
