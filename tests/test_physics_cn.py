@@ -488,8 +488,8 @@ def test_cwd_ad_factor_follows_ctsm_latitude_term():
     cf[S.G_FPI] = 1.0
     DE.decomposition(3600.0, np.array([1.0, 5.0]), cs, cf)
     assert cf[S.G_CWDC_LOSS, 1, 0] == pytest.approx(5.0 * cf[S.G_CWDC_LOSS, 0, 0], rel=1e-12)
-    add_c = np.empty((2, 1))
-    add_n = np.empty((2, 1))
+    add_c = np.zeros((2, 1))
+    add_n = np.zeros((2, 1))
     cwd = cs[S.CWDC].copy()
     DE.ad_exit(DE.AD_FACTORS_OFF, np.array([1.0, 5.0]), cs, add_c, add_n)
     np.testing.assert_array_equal(cs[S.CWDC], cwd * np.array([[1.0], [5.0]]))
@@ -606,8 +606,8 @@ def test_decomposition_rates_ad_factor_and_exit():
     assert cf[S.G_PC0 + 5, 0, 0] == pytest.approx(20.0 * normal, rel=1e-12)
     # soil3 -> soil4 releases N: (1 - 0.55) * loss / 10 needed, loss / 10 released
     assert cf[S.G_PMNF0 + 5, 0, 0] == pytest.approx(-0.55 * 20 * normal / 10.0, rel=1e-12)
-    add_c = np.empty((1, 2))
-    add_n = np.empty((1, 2))
+    add_c = np.zeros((1, 2))
+    add_n = np.zeros((1, 2))
     DE.ad_exit(DE.AD_FACTORS_CLM40, np.ones(1), cs, add_c, add_n)
     assert cs[S.SOIL3C, 0, 0] == 20000.0 and add_c[0, 0] == 19000.0 and add_n[0, 0] == 1900.0
 
@@ -855,8 +855,8 @@ def test_ad_spinup_reaches_steady_soil_carbon_faster():
     assert np.all(drift_n[:first_ad + 5] >= thr)  # normal mode still drifting over the same years
     # leaving AD mode restores the normal-rate soil pools: SOM4 scaled by the factor (20)
     soil4 = col_ad.cs[S.SOIL4C, 0, 0]
-    add_c = np.empty((1, 1))
-    add_n = np.empty((1, 1))
+    add_c = np.zeros((1, 1))
+    add_n = np.zeros((1, 1))
     DE.ad_exit(DE.AD_FACTORS_CLM40, np.ones(1), col_ad.cs, add_c, add_n)
     assert col_ad.cs[S.SOIL4C, 0, 0] == pytest.approx(20 * soil4, rel=1e-15)
 

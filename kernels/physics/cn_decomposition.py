@@ -327,9 +327,9 @@ def nitrogen_inputs_losses(patch_col, patch_wt, ps, ndep, drain, h2osoi_liq_tot,
 @njit
 def ad_exit(ad_factor, cwd_factor, cs, out_added_c, out_added_n):
     """Leave AD spin-up: multiply soil1..soil4 C and N by ``ad_factor`` (CLM4.0 exit_spinup) and CWD C
-    and N by ``cwd_factor[c]``, the normal-rate steady state for the same inputs. Fills the C and N
-    added per column and member (gC m-2, gN m-2); this is a one-off state conversion, outside any
-    step budget."""
+    and N by ``cwd_factor[c]``, the normal-rate steady state for the same inputs. Adds the C and N
+    this creates per column and member (gC m-2, gN m-2) to ``out_added_c/n[c, m]`` (as
+    ``cn_phenology.ad_exit_deadwood``); a one-off state conversion, outside any step budget."""
     for c in range(cs.shape[1]):
         for m in range(cs.shape[2]):
             ac = (cwd_factor[c] - 1.0) * cs[CWDC, c, m]
@@ -342,8 +342,8 @@ def ad_exit(ad_factor, cwd_factor, cs, out_added_c, out_added_n):
                 an += (ad_factor[k] - 1.0) * cs[i + NCOL_C, c, m]
                 cs[i, c, m] *= ad_factor[k]
                 cs[i + NCOL_C, c, m] *= ad_factor[k]
-            out_added_c[c, m] = ac
-            out_added_n[c, m] = an
+            out_added_c[c, m] += ac
+            out_added_n[c, m] += an
 
 
 __all__ = [
