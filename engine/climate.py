@@ -17,28 +17,31 @@ drift can be measured against CLM's 1 gC/m2/yr criterion (with a new weather dra
 ``forcing_cycle_years = 0``, the year-to-year weather moves a tropical forest's carbon by ~100 gC/m2/yr
 and no two years can show the drift).
 
-1. Cold start (``leafc0`` gC/m2 of leaf C, ``LandModel``'s cold start), ``ad_years`` years in
-   accelerated-decomposition mode (``spinup_ad=True``: SOM turnover x20 as CLM4.0 AD_SPINUP, Thornton
-   and Rosenbloom 2005, Ecol. Model. 189:25; dead stem and coarse root mortality x10 and CWD
-   fragmentation x a latitude-dependent factor as CTSM, without which the dead wood's 50-year turnover
-   keeps a forest's carbon growing by hundreds of gC/m2/yr for a century), left with
-   :meth:`LandModel.exit_spinup` (each accelerated pool times its factor; the C and N added go into
-   the budget check).
-   During the first ``supplemental_n_fraction`` (default 0.1: 2 of the 20 AD years) of the AD years mineral N is
-   supplemented where plant demand and immobilisation exceed it (``LandModel.supplemental_n``, CLM4.0
-   ``supplement_to_sminn``, as Biome-BGC's spin-up does), so the vegetation grows at its
+1. Cold start (``leafc0`` gC/m2 of leaf C, ``LandModel``'s cold start), ``ad_years`` (default 40) years
+   in accelerated-decomposition mode (``spinup_ad=True``: soil1..soil4 turnover x(1, 1, 5, 70), CLM4.5's
+   factors, ``cn_decomposition.AD_FACTORS``: CLM4.0's uniform x20 also accelerates the fast soil1 and
+   soil2, whose N release then comes when plants take none up and is denitrified, so an AD stage with
+   it settles N-poorer than normal mode and the forests gain N and wood for centuries after it; dead
+   stem and coarse root mortality x10 and CWD fragmentation x a latitude-dependent factor as CTSM,
+   without which the dead wood's 50-year turnover keeps a forest's carbon growing by hundreds of
+   gC/m2/yr for a century), left with :meth:`LandModel.exit_spinup` (each accelerated pool times its
+   factor; the C and N added go into the budget check).
+   During the first ``supplemental_n_fraction`` (default 0.1: 4 of the 40 AD years) of the AD years
+   mineral N is supplemented where plant demand and immobilisation exceed it (``LandModel.supplemental_n``,
+   CLM4.0 ``supplement_to_sminn``, as Biome-BGC's spin-up does), so the vegetation grows at its
    carbon-limited rate and the litter and SOM pools fill with nitrogen at their C:N ratios; the
-   remaining AD years run N-limited, and the vegetation settles to what the N cycle of those pools
-   supports, at the accelerated SOM turnover. Without the supplement a spin-up of years leaves
-   ecosystem N at tens of gN/m2 (deposition + fixation ~1 gN m-2 yr-1; real soils hold ~10^3) and
-   the vegetation starves (GPP ~20 % of potential, land-mean LAI ~0.3); with it through all AD years
-   the ecosystem leaves the spin-up N-rich and carries a canopy its N supply then prunes for years
-   (land-mean LAI ~4 at the exit, 3.2 two years later; 4 AD years on f45). Measured on f45 with 20
-   AD + 3 normal years (2026-12-04): 2 supplemented years leave the land-mean ecosystem C drifting by
-   +8.5 gC/m2/yr (+0.09 %/yr; the N-limited forests still gaining N and wood), 10 supplemented years
-   by -15 gC/m2/yr (an N-rich canopy, LAI 2.8 and GPP 181 PgC/yr, losing N); the tropical forest
-   columns, which drifted by ~450 gC/m2/yr before the dead wood was accelerated, are within a few
-   gC/m2/yr with the N-rich start.
+   remaining AD years run N-limited. Without the supplement a spin-up of years leaves ecosystem N at
+   tens of gN/m2 (deposition + fixation ~1 gN m-2 yr-1) and the vegetation starves (GPP ~20 % of
+   potential, land-mean LAI ~0.3); with it through all AD years the ecosystem leaves the spin-up
+   N-rich and loses N for decades.
+   An N-limited ecosystem still gains N only as fast as deposition and fixation exceed
+   denitrification and leaching (~0.5 gN/m2/yr on ~100 gN/m2 in AD mode: a ~20-year time scale), and
+   its carbon follows. Every 2k AD years (k = ``projection_interval_years``, default 5; from the first
+   multiple of 2k whose trend starts k years after the supplement and up to 2k years before the
+   exit: years 20 and 30 of 40) the C and N pools are projected along that trend
+   (:meth:`LandModel.project_cn_trend`: Aitken's delta-squared on each cell's total N over the last
+   2k years, at most ``projection_cap`` = 5 times the last k-year change; Fang et al. 2015, GMD 8:781,
+   projected CLM4CN's dominant pools the same way); the added C and N go into the budget check.
 2. ``spinup_years`` years in normal mode.
 3. One diagnostic year in normal mode: monthly means per cell of the history fields of
    :data:`DIAG_FIELDS` and of the CN diagnostics (potential GPP, fpg, N fluxes).
@@ -210,14 +213,16 @@ class ClimateSettings:
     """What :func:`run_climate` runs (years are 365-day model years)."""
 
     grid: str = "f45"
-    ad_years: int = 20
+    ad_years: int = 40
     spinup_years: int = 3
     step_hours: float = 1.0  # the diagnostic year's model step (h)
     spinup_step_hours: float = 3.0  # the spin-up years' model step (h)
     leafc0: float = 100.0
-    supplemental_n_fraction: float = 0.1  # supplemental mineral N during this first fraction of the AD years (2 of 20)
+    supplemental_n_fraction: float = 0.1  # supplemental mineral N during this first fraction of the AD years (4 of 40)
     seed: int = 0
     forcing_cycle_years: int = 1  # the weather of years 0..N-1 repeats (CLM spin-up practice); 0: never
+    projection_interval_years: int = 5  # k of the AD-stage trend projection (LandModel.project_cn_trend); 0: off
+    projection_cap: float = 5.0  # largest multiplier of the last k-year change a projection applies
     lat_min: float = -90.0
     lat_max: float = 90.0
     lon_min: float = 0.0
@@ -237,6 +242,20 @@ class ClimateSettings:
             raise ValueError(f"forcing_cycle_years must be >= 0, got {self.forcing_cycle_years}")
         if not 0.0 <= self.supplemental_n_fraction <= 1.0:
             raise ValueError(f"supplemental_n_fraction must be in [0, 1], got {self.supplemental_n_fraction}")
+        if self.projection_interval_years < 0 or not self.projection_cap >= 0.0:
+            raise ValueError(f"projection_interval_years must be >= 0 and projection_cap >= 0, got "
+                             f"{self.projection_interval_years}, {self.projection_cap}")
+
+    def projection_years(self) -> list:
+        """AD years at whose start :meth:`LandModel.project_cn_trend` runs: multiples Y of 2k (k =
+        ``projection_interval_years``) whose trend starts k years after the supplemental N ends
+        (Y - 2k >= supplemented years + k) and that leave 2k AD years after them for the fast pools
+        to settle (Y <= ad_years - 2k)."""
+        k = self.projection_interval_years
+        if k <= 0:
+            return []
+        supp_years = math.ceil(self.supplemental_n_fraction * self.ad_years - 1e-9)
+        return [y for y in range(2 * k, self.ad_years - 2 * k + 1, 2 * k) if y - 2 * k >= supp_years + k]
 
 
 @dataclass
@@ -341,8 +360,25 @@ def run_climate(settings: ClimateSettings, log=print) -> ClimateRun:
     trajectory, year_kind = [], []
     ad_exit_c = None
     cpu_year = []
+    proj_years = settings.projection_years()
+    k = settings.projection_interval_years
+    snap_years = {y - j * k for y in proj_years for j in (1, 2)}
+    snaps = {}
+    projections = {}
     for y in range(nyears):
         kind = "AD" if y < settings.ad_years else "normal"
+        if y in proj_years:
+            snaps[y] = model.cn_snapshot()
+            added_c, added_n, mult = model.project_cn_trend(snaps[y - 2 * k], snaps[y - k], snaps[y],
+                                                            cap=settings.projection_cap)
+            moved = mult[:, 0] > 0.0
+            projections[y] = {"C_added_land_mean_gC_m2": float(np.sum(w_land * added_c[:, 0]) / w_land.sum()),
+                              "N_added_land_mean_gN_m2": float(np.sum(w_land * added_n[:, 0]) / w_land.sum()),
+                              "land_percent_projected": float(100.0 * w_land[moved].sum() / w_land.sum()),
+                              "mean_multiplier_where_projected": float(mult[moved, 0].mean()) if moved.any() else 0.0}
+            log(f"AD trend projection at the start of year {y + 1}: {projections[y]}")
+        if y in snap_years or y in proj_years:
+            snaps[y] = model.cn_snapshot()  # after a projection: the first point of the next trend
         if y == settings.ad_years and settings.ad_years > 0:
             S.cn_totals(model.patch_col, model.patch_wt, model.state.ps, model.state.cs, totc, totn)
             c_before = totc[:, 0].copy()
@@ -401,6 +437,7 @@ def run_climate(settings: ClimateSettings, log=print) -> ClimateRun:
                "TOTECOSYSC_land_mean_gC_m2": float(np.sum(w_land * annual_totc[y]) / w_land.sum()),
                "TOTECOSYSN_land_mean_gN_m2": float(np.sum(w_land * annual_totn[y]) / w_land.sum()),
                "SUPPLEMENT_TO_SMINN_land_mean_gN_m2_yr": float(np.sum(w_land * supplement) / w_land.sum()),
+               "trend_projection_at_start": projections.get(y),
                "C_pools_land_mean_gC_m2": {k: float(np.sum(w_land * v[y]) / w_land.sum())
                                            for k, v in annual_cpools.items()}}
         trajectory.append(rec)
@@ -782,6 +819,10 @@ def main(argv=None) -> int:
                    help="supplemental mineral N during this first fraction of the AD years (0: none, N then "
                         "accumulates only from deposition and fixation; 1: all AD years)")
     p.add_argument("--seed", type=int, default=d.seed, help="forcing generator seed")
+    p.add_argument("--projection-interval-years", type=int, default=d.projection_interval_years,
+                   help="k of the AD-stage trend projection of the C/N pools every 2k years (0: off)")
+    p.add_argument("--projection-cap", type=float, default=d.projection_cap,
+                   help="largest multiplier of the last k-year pool change one projection applies")
     p.add_argument("--forcing-cycle-years", type=int, default=d.forcing_cycle_years,
                    help="repeat the weather of the first N years through the run (CLM spin-up practice; the "
                         "drift compares years one cycle apart); 0: a new weather draw every year")
@@ -793,7 +834,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     s = ClimateSettings(grid=a.grid, ad_years=a.ad_years, spinup_years=a.spinup_years, step_hours=a.step_hours,
                         spinup_step_hours=a.spinup_step_hours, leafc0=a.leafc0, seed=a.seed,
-                        supplemental_n_fraction=a.supplemental_n_fraction, forcing_cycle_years=a.forcing_cycle_years)
+                        supplemental_n_fraction=a.supplemental_n_fraction, forcing_cycle_years=a.forcing_cycle_years,
+                        projection_interval_years=a.projection_interval_years, projection_cap=a.projection_cap)
     if a.box:
         s.lat_min, s.lat_max, s.lon_min, s.lon_max = a.box
     try:

@@ -166,6 +166,27 @@ class StepDiagnostics:
     nitrogen: np.ndarray
 
 
+#: Pools :meth:`LandModel.project_cn_trend` extrapolates: the tissue, storage, transfer and growth
+#: respiration storage pools of a patch (not cpool, xsmrpool, retransn, npool), and the litter, CWD and
+#: SOM pools of a column (not sminn).
+_FAST_PATCH_POOLS = (S.CPOOL, S.XSMRPOOL, S.PATCH_INDEX["retransn"], S.PATCH_INDEX["npool"])
+PROJECTED_PATCH_POOLS = np.array([i for i in np.concatenate([S.PATCH_C_POOLS, S.PATCH_N_POOLS])
+                                  if i not in _FAST_PATCH_POOLS], dtype=np.int64)
+PROJECTED_COLUMN_POOLS = np.array([i for i in np.concatenate([S.COLUMN_C_POOLS, S.COLUMN_N_POOLS])
+                                   if i != S.SMINN], dtype=np.int64)
+
+
+@dataclass
+class CnSnapshot:
+    """The projected pools (:data:`PROJECTED_PATCH_POOLS` of every patch, :data:`PROJECTED_COLUMN_POOLS`
+    of every column, by member) and total ecosystem C and N (ncol, nmember) at one instant."""
+
+    patch: np.ndarray
+    column: np.ndarray
+    totc: np.ndarray
+    totn: np.ndarray
+
+
 def _daylength(lat_rad: np.ndarray, decl: float) -> np.ndarray:
     """Day length (s) at latitudes ``lat_rad`` for solar declination ``decl`` (rad), CLM4.0
     ``daylength``: 2 arccos(-tan(lat) tan(decl)) / omega, the argument clipped to [-1, 1]."""
@@ -200,9 +221,12 @@ class LandModel:
     start : cold-start soil temperature: ``"era5"`` (annual mean ERA5 2-m temperature of each cell,
       ``engine.climatology``) or a number (K) for every cell.
     pft : PFT parameter arrays (``engine.pftcon.pft_arrays()`` layout); default CLM4.0's table.
-    spinup_ad : accelerated-decomposition spin-up when True: SOM turnover x20 (CLM4.0 AD_SPINUP),
+    spinup_ad : accelerated-decomposition spin-up when True: SOM turnover times ``ad_som_factors``,
       dead stem and dead coarse root mortality x10 (CTSM ``spinup_factor_deadwood``) and CWD
       fragmentation x ``cn_decomposition.cwd_ad_factor(lat)`` (CTSM); :meth:`exit_spinup` converts.
+    ad_som_factors : multipliers of the soil1..soil4 turnover in AD spin-up; default
+      ``cn_decomposition.AD_FACTORS``, CLM4.5's (1, 1, 5, 70) (CLM4.0's uniform x20 makes the AD stage
+      leak N, see the ``cn_decomposition`` docstring).
     supplemental_n : add the mineral N that plant demand and immobilisation lack
       (``cn_allocation.nitrogen_competition``, CLM4.0 ``supplement_to_sminn``), an N input of the budget;
       default: on during AD spin-up (so the pools of a short spin-up fill with N as well as C), off
@@ -217,7 +241,8 @@ class LandModel:
     """
 
     def __init__(self, surface, n_members: int, dt: float = 1800.0, *, start="era5", pft=None,
-                 spinup_ad: bool = False, supplemental_n: bool | None = None, check_budgets: bool = True,
+                 spinup_ad: bool = False, ad_som_factors=None, supplemental_n: bool | None = None,
+                 check_budgets: bool = True,
                  cells=None, co2_ppmv: float = CO2_PPMV_2002,
                  ndep=0.5, leafc0: float = 10.0, sminn0: float = 1.0, soil4c0: float = 0.0,
                  wtfact: float = WTFACT_DEFAULT):
@@ -237,7 +262,10 @@ class LandModel:
         self.co2_ppmv = float(co2_ppmv)
         self.pft = pftcon.pft_record(pft)
         self.cons = pftcon.constants_record()
-        self.ad_factor = DE.AD_FACTORS_CLM40.copy() if spinup_ad else DE.AD_FACTORS_OFF.copy()
+        fac = DE.AD_FACTORS if ad_som_factors is None else np.asarray(ad_som_factors, dtype=np.float64)
+        if fac.shape != (4,) or not np.all(fac >= 1.0):
+            raise ValueError(f"LandModel: ad_som_factors must be 4 multipliers >= 1 (soil1..soil4), got {fac}")
+        self.ad_factor = np.array(fac, dtype=np.float64) if spinup_ad else DE.AD_FACTORS_OFF.copy()
         self.supplemental_n = bool(spinup_ad) if supplemental_n is None else bool(supplemental_n)
         ncol = cells.size
         self.ncol = ncol
@@ -461,6 +489,53 @@ class LandModel:
         self.ad_deadwood_factor = 1.0
         self.supplemental_n = False
         return added_c, added_n
+
+    def cn_snapshot(self) -> CnSnapshot:
+        """A copy of the pools :meth:`project_cn_trend` extrapolates and of the total ecosystem N
+        per column and member, to be taken at the same point of a repeated forcing cycle."""
+        ps, cs = self.state.ps, self.state.cs
+        totc = np.empty((self.ncol, self.nm))
+        totn = np.empty((self.ncol, self.nm))
+        S.cn_totals(self.patch_col, self.patch_wt, ps, cs, totc, totn)
+        return CnSnapshot(ps[PROJECTED_PATCH_POOLS].copy(), cs[PROJECTED_COLUMN_POOLS].copy(), totc, totn)
+
+    def project_cn_trend(self, s0: CnSnapshot, s1: CnSnapshot, s2: CnSnapshot, cap: float = 5.0):
+        """Extrapolate the C and N pools along their slow trend towards its steady state (Aitken's
+        delta-squared on total ecosystem N; the gradient projection of Fang et al. 2015, GMD 8:781, for
+        CLM4CN). For snapshots s0, s1, s2 taken k years apart at the same point of the forcing cycle,
+        s2 being the current state: where the total-N increments d1 = N1 - N0 and d2 = N2 - N1 have
+        one sign and shrink (0 < r = d2/d1 < 1, an exponential approach N_inf - N(t) ~ r^(t/k)),
+        every projected pool x moves by min(r/(1-r), cap) (x2 - x1), the rest of the geometric
+        series, and is kept >= 0; elsewhere nothing changes. The pools are the tissue, storage and
+        transfer pools of C and N and the litter, CWD and SOM pools (not sminn, cpool, xsmrpool,
+        npool, retransn, which turn over in days). The C and N added are booked like an analysis
+        increment, so the budget check continues; returns (added C, added N, multiplier) per column
+        and member (gC/m2, gN/m2, 1).
+
+        What it is for: in CLM4CN an N-limited ecosystem gains N only as fast as deposition and
+        fixation exceed denitrification and leaching (~0.5 gN/m2/yr on ~100 gN/m2 of AD-mode capital:
+        a time scale of ~20 years even in AD mode), and its carbon follows the N. Projected every
+        10 years of AD spin-up (``engine.climate``), it closes most of the gap the N capital would
+        take decades more to close."""
+        cur = self.cn_snapshot()
+        if not (np.array_equal(cur.patch, s2.patch) and np.array_equal(cur.column, s2.column)):
+            raise ValueError("project_cn_trend: s2 must be a snapshot of the current state")
+        if not cap >= 0.0:
+            raise ValueError(f"project_cn_trend: cap must be >= 0, got {cap}")
+        d1 = s1.totn - s0.totn
+        d2 = s2.totn - s1.totn
+        ok = (d1 * d2 > 0.0) & (np.abs(d2) < np.abs(d1))
+        r = np.where(ok, d2 / np.where(ok, d1, 1.0), 0.0)
+        mult = np.where(ok, np.minimum(r / np.where(ok, 1.0 - r, 1.0), cap), 0.0)
+        ps, cs = self.state.ps, self.state.cs
+        ps[PROJECTED_PATCH_POOLS] = np.maximum(s2.patch + mult[self.patch_col][None] * (s2.patch - s1.patch), 0.0)
+        cs[PROJECTED_COLUMN_POOLS] = np.maximum(s2.column + mult[None] * (s2.column - s1.column), 0.0)
+        after = self.cn_snapshot()
+        added_c = after.totc - cur.totc
+        added_n = after.totn - cur.totn
+        self._analysis_c += added_c
+        self._analysis_n += added_n
+        return added_c, added_n, mult
 
     # ------------------------------------------------------------------------------------------
     def _fail(self, kind: str, resid: np.ndarray, tol: float, unit: str):
@@ -718,4 +793,4 @@ class LandModel:
         self._totn_end = None
 
 
-__all__ = ["BudgetError", "ENERGY_TOL", "HISTORY_FIELDS", "LandModel", "StepDiagnostics", "WATER_TOL", "CN_TOL"]
+__all__ = ["BudgetError", "CnSnapshot", "ENERGY_TOL", "PROJECTED_COLUMN_POOLS", "PROJECTED_PATCH_POOLS", "HISTORY_FIELDS", "LandModel", "StepDiagnostics", "WATER_TOL", "CN_TOL"]

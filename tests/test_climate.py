@@ -179,3 +179,16 @@ def test_report_and_maps(run, tmp_path):
     assert st["vegetation"]["total"] > 0.0 and st["soil"]["total"] > 0.0
     pngs = cl.plot_maps(run, tmp_path)
     assert all(p.stat().st_size > 10_000 for p in pngs)
+
+
+def test_trend_projection_schedule():
+    """The AD-stage trend projections fall on multiples of 2k years whose trend starts k years after
+    the supplemental N and which leave 2k AD years before the exit; none with k = 0 or too few years."""
+    S = cl.ClimateSettings
+    assert S(ad_years=40, supplemental_n_fraction=0.1, projection_interval_years=5).projection_years() == [20, 30]
+    assert S(ad_years=60, supplemental_n_fraction=0.05, projection_interval_years=5).projection_years() == [20, 30, 40, 50]
+    assert S(ad_years=12, supplemental_n_fraction=0.1, projection_interval_years=2).projection_years() == [8]
+    assert S(ad_years=20, supplemental_n_fraction=0.1, projection_interval_years=5).projection_years() == []
+    assert S(ad_years=40, projection_interval_years=0).projection_years() == []
+    with pytest.raises(ValueError, match="projection_interval_years must be >= 0"):
+        S(projection_interval_years=-1).validate()

@@ -22,6 +22,7 @@ from engine.grid import make_grid
 from engine.landmodel import CN_TOL, ENERGY_TOL, HISTORY_FIELDS, WATER_TOL, BudgetError, LandModel
 from engine.surface import load_or_build_surface
 from kernels.physics import cn_canopy as CA
+from kernels.physics import cn_decomposition as DE
 from kernels.physics import cn_state as S
 
 DT = 1800.0
@@ -131,12 +132,18 @@ def test_runtime_budget_check_names_cell_member_and_step():
 
 def test_ad_spinup_exit_keeps_the_budget_check_on():
     """AD spin-up runs with accelerated soil decomposition, dead-wood mortality and CWD fragmentation;
-    leaving it multiplies the soil pools by the AD factors (CLM4.0 exit_spinup), CWD and the dead wood
-    by theirs (CTSM), keeps the canopy height, and the C/N budget check continues across the switch."""
+    leaving it multiplies the soil pools by the AD factors (CLM4.5's (1, 1, 5, 70) by default; CLM4.0
+    exit_spinup), CWD and the dead wood by theirs (CTSM), keeps the canopy height, and the C/N budget
+    check continues across the switch."""
     surf = surface("amazon")
     cells = np.array([3])
     model = LandModel(surf, 2, DT, cells=cells, spinup_ad=True, soil4c0=100.0)
     assert model.supplemental_n  # on by default in AD spin-up
+    np.testing.assert_array_equal(model.ad_factor, [1.0, 1.0, 5.0, 70.0])
+    with pytest.raises(ValueError, match=r"ad_som_factors must be 4 multipliers >= 1"):
+        LandModel(surf, 1, DT, cells=cells, spinup_ad=True, ad_som_factors=[20.0, 20.0, 0.5, 20.0])
+    m40 = LandModel(surf, 1, DT, cells=cells, spinup_ad=True, ad_som_factors=DE.AD_FACTORS_CLM40)
+    np.testing.assert_array_equal(m40.ad_factor, 20.0)
     assert model.ad_deadwood_factor == 10.0 and model.ad_cwd_factor[0] > 1.0
     run(model, surf, 4)
     model.state.ps[S.DEADSTEMC] += 50.0  # some dead wood and CWD to convert (a 4-step run grows little)
@@ -146,6 +153,8 @@ def test_ad_spinup_exit_keeps_the_budget_check_on():
     model._analysis_c += model.to_column(np.full((model.npatch, 2), 50.0)) + 30.0
     model._analysis_n += model.to_column(np.full((model.npatch, 2), 0.1)) + 0.06
     soil4c = model.state.cs[S.SOIL4C].copy()
+    soil1c = model.state.cs[S.SOIL1C].copy()
+    soil3c = model.state.cs[S.SOIL3C].copy()
     cwdc = model.state.cs[S.CWDC].copy()
     deadstemc = model.state.ps[S.DEADSTEMC].copy()
     deadstemn = model.state.ps[S.DEADSTEMN].copy()
@@ -163,7 +172,9 @@ def test_ad_spinup_exit_keeps_the_budget_check_on():
     np.testing.assert_allclose(tot1[0] - tot0[0], added_c, rtol=1e-12)  # what was added is what it reports
     np.testing.assert_allclose(tot1[1] - tot0[1], added_n, rtol=1e-12)
     assert not model.supplemental_n
-    np.testing.assert_allclose(model.state.cs[S.SOIL4C], 20.0 * soil4c, rtol=1e-15, atol=0)  # CLM4.0 factor 20
+    np.testing.assert_allclose(model.state.cs[S.SOIL4C], 70.0 * soil4c, rtol=1e-15, atol=0)  # CLM4.5 factors
+    np.testing.assert_allclose(model.state.cs[S.SOIL3C], 5.0 * soil3c, rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(model.state.cs[S.SOIL1C], soil1c)
     np.testing.assert_allclose(model.state.cs[S.CWDC], fcwd[:, None] * cwdc, rtol=1e-15, atol=0)
     np.testing.assert_allclose(model.state.ps[S.DEADSTEMC], 10.0 * deadstemc, rtol=1e-15, atol=0)
     np.testing.assert_allclose(model.state.ps[S.DEADSTEMN], 10.0 * deadstemn, rtol=1e-15, atol=0)
@@ -177,6 +188,56 @@ def test_ad_spinup_exit_keeps_the_budget_check_on():
     assert worst["carbon"] <= CN_TOL and worst["nitrogen"] <= CN_TOL
     with pytest.raises(RuntimeError, match="not in accelerated"):
         model.exit_spinup()
+
+
+def test_trend_projection_extrapolates_a_geometric_approach_and_keeps_the_budget():
+    """LandModel.project_cn_trend: pools that approached their limit geometrically (increments v, r v
+    over two intervals) move by r/(1-r) r v, the rest of the series, where total N approaches
+    (0 < r < 1); a member whose increments grow, or a cap of 0, moves nothing; the fast pools (sminn,
+    cpool, xsmrpool, npool, retransn) are left alone; the C and N added are reported and booked, so
+    the budget check holds on the next steps."""
+    from engine.landmodel import PROJECTED_COLUMN_POOLS, PROJECTED_PATCH_POOLS
+    surf = surface("amazon")
+    model = LandModel(surf, 2, DT, cells=np.array([3]), spinup_ad=True, soil4c0=100.0)
+    run(model, surf, 2)
+    ps, cs = model.state.ps, model.state.cs
+    vp = 0.05 * ps[PROJECTED_PATCH_POOLS] + 0.01  # a positive increment shape of every projected pool
+    vc = 0.05 * cs[PROJECTED_COLUMN_POOLS] + 0.01
+    r = np.array([0.6, 1.5])  # member 0 approaches its limit, member 1 runs away
+    fast_p = ps[[S.CPOOL, S.XSMRPOOL, S.PATCH_INDEX["npool"], S.PATCH_INDEX["retransn"]]].copy()
+    fast_c = cs[S.SMINN].copy()
+
+    def advance(f):
+        ps[PROJECTED_PATCH_POOLS] += f * vp
+        cs[PROJECTED_COLUMN_POOLS] += f * vc
+        d = model.cn_snapshot()
+        return d
+
+    s0 = model.cn_snapshot()
+    s1 = advance(np.ones(2))
+    s2 = advance(r)
+    # increments made by hand: book them so the budget check of the next steps sees only the model
+    model._analysis_c += s2.totc - s0.totc
+    model._analysis_n += s2.totn - s0.totn
+    with pytest.raises(ValueError, match="s2 must be a snapshot of the current state"):
+        model.project_cn_trend(s0, s1, s1)
+    added_c, added_n, mult = model.project_cn_trend(s0, s1, s2, cap=100.0)
+    np.testing.assert_allclose(mult[0], [0.6 / 0.4, 0.0], rtol=1e-12)
+    expect_p = s2.patch + mult[0][None, None, :] * r[None, None, :] * vp
+    np.testing.assert_allclose(ps[PROJECTED_PATCH_POOLS], expect_p, rtol=1e-12)
+    np.testing.assert_allclose(cs[PROJECTED_COLUMN_POOLS], s2.column + mult[0] * r * vc, rtol=1e-12)
+    np.testing.assert_array_equal(ps[PROJECTED_PATCH_POOLS][..., 1], s2.patch[..., 1])  # the runaway member
+    np.testing.assert_array_equal(ps[[S.CPOOL, S.XSMRPOOL, S.PATCH_INDEX["npool"], S.PATCH_INDEX["retransn"]]], fast_p)
+    np.testing.assert_array_equal(cs[S.SMINN], fast_c)
+    after = model.cn_snapshot()
+    np.testing.assert_allclose(after.totc - s2.totc, added_c, rtol=1e-12)
+    np.testing.assert_allclose(after.totn - s2.totn, added_n, rtol=1e-12)
+    assert added_c[0, 0] > 0.0 and added_c[0, 1] == 0.0
+    s3 = model.cn_snapshot()
+    _, none_n, none_mult = model.project_cn_trend(s1, s2, s3, cap=0.0)
+    assert np.all(none_mult == 0.0) and np.all(none_n == 0.0)
+    worst, _ = run(model, surf, 3, first=2)
+    assert worst["carbon"] <= CN_TOL and worst["nitrogen"] <= CN_TOL
 
 
 def test_zero_lai_and_sai_gives_bare_soil_fluxes():

@@ -864,16 +864,16 @@ def test_ad_spinup_reaches_steady_soil_carbon_faster():
 def test_ad_spinup_brings_a_forest_with_dead_wood_to_steady_state():
     """A tropical broadleaf evergreen forest column (the same warm, N-saturated daily-step setting):
     its dead stem and coarse root turn over at 2 %/yr (CLM4 gap mortality), so in normal mode the
-    ecosystem C still grows by > 1 %/yr after 33 years. 30 years of AD spin-up (SOM x20, dead-wood
-    mortality x10, CWD fragmentation x cwd_ad_factor) and the exit conversion leave it within
+    ecosystem C still grows by > 1 %/yr after 33 years. 30 years of AD spin-up (laida's SOM factors
+    ``DE.AD_FACTORS``, CLM4.5's (1, 1, 5, 70); dead-wood mortality x10, CWD fragmentation x cwd_ad_factor) and the exit conversion leave it within
     0.05 %/yr of steady state over the next 3 normal years, with every budget closed."""
     years_ad, years_after = 30, 3
     normal, w1, coln = _spinup(DE.AD_FACTORS_OFF, years_ad + years_after, pft=4)
-    ad, w2, col = _spinup(DE.AD_FACTORS_CLM40, years_ad, pft=4, deadwood_factor=PH.AD_DEADWOOD_FACTOR,
+    ad, w2, col = _spinup(DE.AD_FACTORS, years_ad, pft=4, deadwood_factor=PH.AD_DEADWOOD_FACTOR,
                           cwd_factor=float(DE.cwd_ad_factor(0.0)))
     add_c = np.zeros((1, 1))
     add_n = np.zeros((1, 1))
-    DE.ad_exit(DE.AD_FACTORS_CLM40, col.cwd_factor, col.cs, add_c, add_n)
+    DE.ad_exit(DE.AD_FACTORS, col.cwd_factor, col.cs, add_c, add_n)
     PH.ad_exit_deadwood(PH.AD_DEADWOOD_FACTOR, col.patch_col, col.patch_wt, col.ps, add_c, add_n)
     col.ad_factor, col.deadwood_factor, col.cwd_factor[:] = DE.AD_FACTORS_OFF, 1.0, 1.0
     after, w3, _ = _spinup(None, years_after, col=col, first_year=years_ad)
