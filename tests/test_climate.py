@@ -36,6 +36,7 @@ laida has no fire (CLM4.0 CNFire removes biomass mostly in savannas and grasslan
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -192,3 +193,26 @@ def test_trend_projection_schedule():
     assert S(ad_years=40, projection_interval_years=0).projection_years() == []
     with pytest.raises(ValueError, match="projection_interval_years must be >= 0"):
         S(projection_interval_years=-1).validate()
+
+
+def test_least_squares_drift_reads_a_trend_through_year_to_year_swings(run):
+    """With three or more normal years the drift is also the least-squares slope over them: on a
+    made-up record of a 3 gC/m2/yr trend plus a +-50 gC/m2 year-to-year swing (as stress-deciduous
+    cells show under a repeated forcing year), the one-cycle difference reads 3 +- 100 and the slope
+    over 5 years lands within a fifth of that error of the trend."""
+    ad = run.year_kind.count("AD")
+    n_normal = 5
+    years = np.arange(ad + n_normal, dtype=np.float64)
+    ncell = run.cells.size
+    swing = 50.0 * (-1.0) ** years
+    totc = 1000.0 + 3.0 * years[:, None] + swing[:, None] + np.zeros((1, ncell))
+    fake = dataclasses.replace(run, annual_totc=totc, annual_totn=np.zeros_like(totc), annual_cpools={},
+                               year_kind=["AD"] * ad + ["normal"] * n_normal)
+    g = cl.spinup_drift(fake)["global"]
+    one_cycle = 3.0 + swing[-1] - swing[-2]
+    assert g["land_mean_drift_gC_m2_yr"] == pytest.approx(one_cycle)
+    t = years[ad:] - years[ad:].mean()
+    expect = float(t @ (3.0 * years[ad:] + swing[ad:]) / (t @ t))
+    ls = g["least_squares"]
+    assert ls["n_years"] == n_normal and ls["land_mean_drift_gC_m2_yr"] == pytest.approx(expect)
+    assert abs(expect - 3.0) < abs(one_cycle - 3.0) / 5.0

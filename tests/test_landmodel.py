@@ -210,8 +210,7 @@ def test_trend_projection_extrapolates_a_geometric_approach_and_keeps_the_budget
     def advance(f):
         ps[PROJECTED_PATCH_POOLS] += f * vp
         cs[PROJECTED_COLUMN_POOLS] += f * vc
-        d = model.cn_snapshot()
-        return d
+        return model.cn_snapshot()
 
     s0 = model.cn_snapshot()
     s1 = advance(np.ones(2))
