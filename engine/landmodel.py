@@ -491,7 +491,7 @@ class LandModel:
         return added_c, added_n
 
     def cn_snapshot(self) -> CnSnapshot:
-        """A copy of the pools :meth:`project_cn_trend` extrapolates and of the total ecosystem N
+        """A copy of the pools :meth:`project_cn_trend` extrapolates and the total ecosystem C and N
         per column and member, to be taken at the same point of a repeated forcing cycle."""
         ps, cs = self.state.ps, self.state.cs
         totc = np.empty((self.ncol, self.nm))
